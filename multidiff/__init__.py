@@ -1,0 +1,2 @@
+"""multidiff: diffusion models for audio, images and 3D point clouds on one modality-agnostic core."""
+__version__ = "0.1.0"

@@ -1,0 +1,113 @@
+"""The contract between the core and a data type, and the registry of data types.
+
+A modality turns files into tensors and back; the core never learns what the tensors mean.
+Modalities register by name: the built-in ones and any third-party package that declares an
+entry point in the group ``multidiff.modalities`` (``name = "package.module:ClassName"``).
+
+Dataset items are dicts:
+    "x":     float32 tensor, one example in the data space (e.g. (C, T), (C, H, W), (N, 3));
+    "label": int64 scalar tensor, the class index, or -1 for "no class";
+    "mask":  optional float32 tensor broadcastable to "x" (1 = real data, 0 = padding).
+A dataset also has ``class_names``: a list of strings ([] for an unconditional dataset).
+
+``cfg`` everywhere is the whole resolved recipe (a nested dict); a modality reads its own
+sections (``cfg["data"]``, ``cfg["encoder"]``, ``cfg["model"]``, ``cfg["eval"]``).
+"""
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Encoder(nn.Module):
+    """Maps data-space batches to the space the diffusion model works in, and back.
+
+    Its statistics are buffers, so they move with ``.to(device)`` and are saved in checkpoints.
+    The default is the identity.
+    """
+
+    def fit(self, dataset) -> None:
+        """Estimate statistics (e.g. mean/std of log-mel bins) from the training set."""
+
+    def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+        """Return ``(z, mask_z)``: the encoded batch and its mask in the encoded space (or None)."""
+        return x, mask
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+
+class Modality:
+    """A data type. Subclasses override what they need; ``name`` is the registry key."""
+
+    name: str = ""
+    #: The key users write in ``--cond KEY=VALUE`` (e.g. "digit", "class", "category").
+    cond_key: str = "class"
+
+    def dataset(self, cfg: dict, split: str):
+        """A map-style dataset for ``split`` ("train" or "test"); see the module docstring."""
+        raise NotImplementedError
+
+    def encoder(self, cfg: dict) -> Encoder:
+        return Encoder()
+
+    def backbone(self, cfg: dict, shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        """The network: ``forward(x_t, t, cond)`` with x_t of shape (B, *shape), t of shape (B,)
+        in [0, 1], cond a LongTensor (B,) of class indices where -1 means "no class" (or None)."""
+        raise NotImplementedError
+
+    def write(self, x: torch.Tensor, labels: torch.Tensor | None, out_dir: Path, cfg: dict) -> list[Path]:
+        """Write decoded samples (data space) as files (.wav / .png / .ply); return their paths."""
+        raise NotImplementedError
+
+    def preview(self, x: torch.Tensor, labels: torch.Tensor | None, path: Path, cfg: dict) -> Path:
+        """Write one PNG picture of several decoded samples."""
+        raise NotImplementedError
+
+    def evaluate(self, x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cache_dir: Path) -> dict[str, float]:
+        """The field's metrics for decoded samples against the held-out split. ``cache_dir`` is
+        where the modality may keep what it trains or computes once (e.g. a feature classifier)."""
+        raise NotImplementedError
+
+
+_BUILTIN = {
+    "audio": "modalities.audio:AudioModality",
+    "image": "modalities.image:ImageModality",
+    "points": "modalities.points:PointsModality",
+}
+_registered: dict[str, Any] = {}
+
+
+def register(name: str, cls) -> None:
+    """Register a modality class under ``name`` (for code that does not use entry points)."""
+    _registered[name] = cls
+
+
+def _load(target: str):
+    module, _, attr = target.partition(":")
+    mod = __import__(module, fromlist=[attr])
+    return getattr(mod, attr)
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group="multidiff.modalities")}
+
+
+def names() -> list[str]:
+    return sorted(set(_BUILTIN) | set(_registered) | set(_entry_points()))
+
+
+def get(name: str) -> Modality:
+    """An instance of the modality registered as ``name``."""
+    if name in _registered:
+        return _registered[name]()
+    eps = _entry_points()
+    if name in eps:
+        return eps[name].load()()
+    if name in _BUILTIN:
+        return _load(_BUILTIN[name])()
+    raise KeyError(f"unknown modality {name!r}; known: {', '.join(names())}")
