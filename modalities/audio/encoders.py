@@ -1,0 +1,110 @@
+"""The two spaces an audio model can work in: the waveform, or a normalised log-mel spectrogram.
+
+Both keep what they fit in buffers, so the statistics travel with ``.to(device)`` and are saved in
+checkpoints. Batches are (B, 1, T) waveforms with (B, 1, T) masks (1 = real sample, 0 = padding).
+"""
+from __future__ import annotations
+
+import torch
+import torchaudio.transforms as T
+
+from multidiff.modality import Encoder
+
+
+def _stack(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """All clips of a dataset and their masks, as (N, 1, T) tensors."""
+    items = [dataset[i] for i in range(len(dataset))]
+    if not items:
+        raise ValueError("cannot fit an encoder on an empty dataset")
+    x = torch.stack([it["x"] for it in items])
+    mask = torch.stack([it["mask"] if it.get("mask") is not None else torch.ones_like(it["x"]) for it in items])
+    return x, mask
+
+
+class WaveformEncoder(Encoder):
+    """The waveform times one gain, fitted so the real samples of the training clips have std 0.5
+    (the data scale diffusion schedules and EDM's sigma_data assume)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("gain", torch.tensor(1.0))
+
+    def fit(self, dataset) -> None:
+        x, mask = _stack(dataset)
+        std = ((x ** 2 * mask).sum() / mask.sum()).sqrt()
+        self.gain.fill_(0.5 / float(std.clamp_min(1e-8)))
+
+    def encode(self, x, mask=None):
+        return x * self.gain, mask
+
+    def decode(self, z):
+        return z / self.gain
+
+
+class MelEncoder(Encoder):
+    """Log-mel spectrogram, each mel bin standardised by its mean and std over the training clips'
+    real frames; decoded back to audio by least-squares mel inversion and Griffin-Lim.
+
+    The STFT is centred, so frame k sits at sample k * hop_length; the frame past the clip's end
+    is dropped, leaving ``length / hop_length`` frames (a length the UNet can halve repeatedly).
+    Griffin-Lim starts from zero phase, so decoding draws nothing at random.
+    """
+
+    def __init__(self, sample_rate: int, length: int, n_fft: int = 256, hop_length: int = 64, n_mels: int = 64,
+                 f_min: float = 0.0, f_max: float | None = None, griffin_lim_iters: int = 64, floor: float = 1e-5):
+        super().__init__()
+        if length % hop_length:
+            raise ValueError(f"clip length {length} must be a multiple of hop_length {hop_length}")
+        self.hop_length = hop_length
+        self.floor = floor
+        self.mel = T.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+                                    f_min=f_min, f_max=f_max, power=2.0)
+        self.inverse_mel = T.InverseMelScale(n_fft // 2 + 1, n_mels, sample_rate, f_min, f_max)
+        self.griffin_lim = T.GriffinLim(n_fft, griffin_lim_iters, hop_length=hop_length, power=2.0,
+                                        length=length, rand_init=False)
+        if torch.linalg.matrix_rank(self.mel.mel_scale.fb) < n_mels:
+            raise ValueError(f"n_mels={n_mels} is too many for n_fft={n_fft}: the mel filters overlap so much "
+                             f"that the spectrogram cannot be inverted; lower n_mels or raise n_fft")
+        self.register_buffer("mean", torch.zeros(n_mels, 1))
+        self.register_buffer("std", torch.ones(n_mels, 1))
+
+    def log_mel(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T) waveform -> (B, n_mels, T / hop_length) log mel power."""
+        return self.mel(x[:, 0]).clamp_min(self.floor).log()[..., :-1]
+
+    def frame_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T) sample mask -> (B, 1, frames): a frame is real where its centre sample is."""
+        return mask[..., ::self.hop_length]
+
+    @torch.no_grad()
+    def fit(self, dataset) -> None:
+        x, mask = _stack(dataset)
+        feats = torch.cat([self.log_mel(x[i:i + 256]) for i in range(0, len(x), 256)])
+        weight = self.frame_mask(mask)
+        count = weight.sum(dim=(0, 2))
+        mean = (feats * weight).sum(dim=(0, 2)) / count
+        var = ((feats - mean[:, None]) ** 2 * weight).sum(dim=(0, 2)) / count
+        self.mean.copy_(mean[:, None])
+        self.std.copy_(var.sqrt().clamp_min(1e-3)[:, None])
+
+    def encode(self, x, mask=None):
+        z = (self.log_mel(x) - self.mean) / self.std
+        return z, None if mask is None else self.frame_mask(mask)
+
+    def decode(self, z):
+        mel = (z * self.std + self.mean).exp()
+        mel = torch.cat([mel, mel[..., -1:]], dim=-1)  # restore the dropped last frame
+        return self.griffin_lim(self.inverse_mel(mel))[:, None]
+
+
+def build_encoder(cfg: dict) -> Encoder:
+    """The encoder named by ``cfg["encoder"]["representation"]`` ("waveform" or "mel")."""
+    enc = dict(cfg.get("encoder", {}))
+    representation = enc.pop("representation", "mel")
+    if representation == "waveform":
+        if enc:
+            raise ValueError(f"the waveform representation takes no [encoder] settings, got {sorted(enc)}")
+        return WaveformEncoder()
+    if representation == "mel":
+        return MelEncoder(int(cfg["data"]["sample_rate"]), int(cfg["data"]["length"]), **enc)
+    raise ValueError(f"unknown [encoder] representation {representation!r}; expected 'waveform' or 'mel'")

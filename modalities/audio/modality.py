@@ -1,0 +1,51 @@
+"""The audio data type: spoken-digit (or any labelled) clips as waveforms or log-mel spectrograms."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from multidiff.modality import Encoder, Modality
+from multidiff.nn.unet import UNet
+
+from . import data, evaluation, writers
+from .encoders import build_encoder
+
+_TUPLE_KEYS = ("channel_mult", "attn_levels")
+
+
+class AudioModality(Modality):
+    name = "audio"
+    cond_key = "digit"
+
+    def dataset(self, cfg: dict, split: str) -> data.AudioClips:
+        return data.load(cfg, split)
+
+    def encoder(self, cfg: dict) -> Encoder:
+        return build_encoder(cfg)
+
+    def backbone(self, cfg: dict, shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        """The shared UNet with 1D convolutions over time; channels = 1 (waveform) or n_mels (mel).
+        ``[model]`` holds UNet's keyword arguments (channels, channel_mult, num_res_blocks, ...)."""
+        if len(shape) != 2:
+            raise ValueError(f"audio examples are (channels, time), got shape {tuple(shape)}")
+        settings = {k: tuple(v) if k in _TUPLE_KEYS else v for k, v in cfg.get("model", {}).items()}
+        net = UNet(dims=1, in_channels=shape[0], num_classes=num_classes, **settings)
+        if shape[1] % net.downsample_factor:
+            raise ValueError(f"the UNet halves time {len(settings.get('channel_mult', (1, 2, 2))) - 1} times, so "
+                             f"the encoded length {shape[1]} must be a multiple of {net.downsample_factor}; "
+                             f"change [data] length")
+        return net
+
+    def _class_names(self, cfg: dict) -> list[str]:
+        return data.load(cfg, "train").class_names
+
+    def write(self, x: torch.Tensor, labels: torch.Tensor | None, out_dir: Path, cfg: dict) -> list[Path]:
+        return writers.write_wavs(x, labels, out_dir, int(cfg["data"]["sample_rate"]), self._class_names(cfg))
+
+    def preview(self, x: torch.Tensor, labels: torch.Tensor | None, path: Path, cfg: dict) -> Path:
+        return writers.preview_png(x, labels, path, int(cfg["data"]["sample_rate"]), self._class_names(cfg))
+
+    def evaluate(self, x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cache_dir: Path) -> dict[str, float]:
+        return evaluation.evaluate(x, labels, cfg, cache_dir)
