@@ -78,6 +78,7 @@ _BUILTIN = {
     "audio": "modalities.audio:AudioModality",
     "image": "modalities.image:ImageModality",
     "points": "modalities.points:PointsModality",
+    "toy2d": "modalities.toy2d:Toy2DModality",
 }
 _registered: dict[str, Any] = {}
 

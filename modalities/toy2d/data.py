@@ -1,0 +1,106 @@
+"""Toy 2-D point sets: a Gaussian mixture on a circle, or points read from a .npy/.csv file.
+
+Mixture: ``components`` isotropic Gaussians of standard deviation ``std`` centred at equal angles
+on a circle of radius ``radius``, equal weights; the label is the component. Its mean is 0 and,
+for 3 or more components, its covariance is (radius^2 / 2 + std^2) I, which tests use as a
+closed-form reference.
+
+A file holds one point per row: x, y and optionally an integer label (a .csv may have a header
+line). Every fifth row (index 4, 9, ...) is the test split; the others are the training split.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SPLITS = ("train", "test")
+
+
+class PointSet(torch.utils.data.Dataset):
+    """Map-style dataset of 2-D points with labels; items are dicts with "x" (2,) and "label"."""
+
+    def __init__(self, points: np.ndarray, labels: np.ndarray, class_names: list[str]):
+        self.points = torch.as_tensor(points, dtype=torch.float32)
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.class_names = class_names
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"x": self.points[i], "label": self.labels[i]}
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        """A whole batch at once (torch's DataLoader calls this instead of one item at a time)."""
+        return {"x": self.points[indices], "label": self.labels[indices]}
+
+
+def mixture_centres(components: int, radius: float) -> np.ndarray:
+    angles = 2.0 * math.pi * np.arange(components) / components
+    return radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def sample_mixture(n: int, components: int, radius: float, std: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(components, size=n)
+    points = mixture_centres(components, radius)[labels] + std * rng.standard_normal((n, 2))
+    return points, labels
+
+
+def read_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(points (N, 2), labels (N,) or None) from a .npy or .csv file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"point file not found: {path}")
+    try:
+        if path.suffix == ".npy":
+            table = np.load(path, allow_pickle=False)
+        else:
+            table = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=_header_lines(path))
+    except ValueError as e:
+        raise ValueError(f"cannot read points from {path}: {e}") from None
+    table = np.asarray(table, dtype=np.float64)
+    if table.size == 0:
+        raise ValueError(f"no points in {path}")
+    if table.ndim != 2 or table.shape[1] not in (2, 3):
+        raise ValueError(f"{path}: expected rows of x, y[, label], got an array of shape {table.shape}")
+    if table.shape[1] == 2:
+        return table, None
+    labels = table[:, 2]
+    if (labels != np.round(labels)).any() or labels.min() < 0:
+        raise ValueError(f"{path}: labels (third column) must be non-negative integers")
+    return table[:, :2], labels.astype(np.int64)
+
+
+def load_split(data_cfg: dict, split: str) -> PointSet:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    conditional = data_cfg.get("conditional", True)
+    if data_cfg.get("path"):
+        points, labels = read_points(Path(data_cfg["path"]))
+        num_classes = int(labels.max()) + 1 if labels is not None else 0
+        keep = (np.arange(len(points)) % 5 == 4) == (split == "test")
+        points = points[keep]
+        labels = labels[keep] if labels is not None else None
+    else:
+        n = data_cfg["n_train"] if split == "train" else data_cfg["n_test"]
+        seed = int(np.random.SeedSequence([data_cfg["seed"], SPLITS.index(split)]).generate_state(1)[0])
+        points, labels = sample_mixture(n, data_cfg["components"], data_cfg["radius"], data_cfg["std"], seed)
+        num_classes = data_cfg["components"]
+    if len(points) == 0:
+        raise ValueError(f"the {split} split of {data_cfg.get('path') or 'the mixture'} is empty")
+    if not conditional or labels is None:
+        return PointSet(points, np.full(len(points), -1), [])
+    return PointSet(points, labels, [str(c) for c in range(num_classes)])
+
+
+def _header_lines(path: Path) -> int:
+    with open(path) as f:
+        first = f.readline()
+    try:
+        [float(v) for v in first.split(",")]
+        return 0
+    except ValueError:
+        return 1
