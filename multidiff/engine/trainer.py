@@ -1,0 +1,302 @@
+"""The training loop.
+
+Every random draw of a step is keyed, not streamed: the data order by (seed, epoch), the diffusion
+times, noise and condition dropout by (seed, step) over the whole global batch (each process slices
+out its own examples), dropout inside the network by (seed, step, rank). So a resumed run repeats
+an uninterrupted one exactly, and the result does not depend on how the global batch is split
+over processes and micro-batches (up to float round-off in the gradient sums).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import resource
+import signal
+import threading
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from multidiff import modality as modality_registry
+from multidiff import schedules
+from multidiff.engine import checkpoint, distributed
+from multidiff.engine.data import GlobalBatches, derived_seed, make_loader
+from multidiff.engine.ema import EMA
+from multidiff.engine.errors import UserError
+from multidiff.engine.generate import Run, build_model, class_labels, draw
+from multidiff.engine.metrics_log import MetricsLog
+from multidiff.guidance import NULL_LABEL, drop_labels
+from multidiff.losses import diffusion_loss, sample_times
+
+#: Keys that may differ between a run's saved config and the one it is resumed with.
+RESUMABLE_KEYS = {"steps", "log_every", "ckpt_every", "sample_every", "num_workers", "compile"}
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def train(cfg: dict, run_dir: str | Path, resume: bool = False) -> Path:
+    """Train the recipe ``cfg`` (see multidiff.engine.config) into ``run_dir``; return ``run_dir``."""
+    run_dir = Path(run_dir)
+    ctx = distributed.setup()
+    try:
+        _train(copy.deepcopy(cfg), run_dir, resume, ctx)
+    finally:
+        distributed.cleanup(ctx)
+    return run_dir
+
+
+def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> None:
+    started = time.perf_counter()
+    tc, dc, device = cfg["train"], cfg["diffusion"], ctx.device
+    modality = modality_registry.get(cfg["modality"])
+    saved = _open_run_dir(run_dir, resume)
+    train_set = _load_dataset(modality, cfg)
+    encoder = modality.encoder(cfg)
+    if saved is None:
+        encoder.fit(train_set)
+    else:
+        encoder.load_state_dict(saved[0]["encoder"])
+    encoder.to(device).eval()
+    cfg["dataset"] = _describe(train_set, encoder, device)
+    if saved is not None:
+        _check_same_config(cfg, saved[1], run_dir)
+    model = build_model(modality, cfg).to(device)
+    ema = EMA(model, tc["ema_decay"], tc["ema_warmup"]) if tc["ema_decay"] > 0 else None
+    opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    scaler = torch.amp.GradScaler(device.type, enabled=tc["precision"] == "fp16")
+    start = 0
+    if saved is not None:
+        parts, _, start = saved
+        model.load_state_dict(parts["model"])
+        if ema is not None:
+            ema.load_state_dict(parts["ema"])
+        state = checkpoint.load_train_state(run_dir, start)
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+
+    net = DistributedDataParallel(model) if ctx.world > 1 else model
+    net = torch.compile(net) if tc["compile"] else net
+    schedule = schedules.get(dc["schedule"], **dc["schedule_args"])
+    conditional = bool(cfg["dataset"]["class_names"])
+    per_rank, micro = _split(tc["batch_size"], tc["grad_accum"], ctx.world)
+    offset = ctx.rank * per_rank
+    batches = iter(make_loader(train_set, GlobalBatches(len(train_set), tc["batch_size"], tc["seed"], start,
+                                                       ctx.rank, ctx.world), tc["num_workers"], device.type == "cuda"))
+    log = MetricsLog(run_dir, start) if ctx.is_main else None
+    stop = _StopSignals()
+    pbar = tqdm(total=tc["steps"], initial=start, disable=not ctx.is_main, dynamic_ncols=True, desc=cfg["name"])
+    autocast = (torch.autocast(device.type, dtype=AUTOCAST[tc["precision"]]) if tc["precision"] in AUTOCAST
+                else contextlib.nullcontext())
+
+    def save(step):
+        if ctx.is_main:
+            parts = {"model": model.state_dict(), "ema": ema.state_dict() if ema else {}, "encoder": encoder.state_dict()}
+            state = {"optimizer": opt.state_dict(), "scaler": scaler.state_dict()}
+            checkpoint.save(run_dir, step=step, cfg=cfg, parts=parts, train_state=state)
+
+    step, stopping, window, window_start, session_start = start, False, [], time.perf_counter(), time.perf_counter()
+    try:
+        while step < tc["steps"]:
+            batch = next(batches)
+            for group in opt.param_groups:
+                group["lr"] = tc["lr"] * lr_factor(step, tc)
+            torch.manual_seed(derived_seed(tc["seed"], 3, step, ctx.rank))  # dropout inside the network
+            t, noise, dropped = _global_draws(step, cfg, schedule, device)
+            x = batch["x"].to(device, non_blocking=True)
+            mask = batch["mask"].to(device, non_blocking=True) if "mask" in batch else None
+            with torch.no_grad():
+                z, mask = encoder.encode(x, mask)
+            labels = batch["label"].to(device) if conditional else None
+            if labels is not None and dropped is not None:
+                labels = torch.where(dropped[offset:offset + per_rank], NULL_LABEL, labels)
+            loss_sum = torch.zeros((), device=device)
+            for k in range(0, per_rank, micro):
+                mb, gb = slice(k, k + micro), slice(offset + k, offset + k + micro)
+                sync = ctx.world == 1 or k + micro == per_rank
+                with (contextlib.nullcontext() if sync else net.no_sync()), autocast:
+                    loss = diffusion_loss(net, z[mb], schedule=schedule, prediction=dc["prediction"],
+                                          weighting=dc["weighting"], cond=None if labels is None else labels[mb],
+                                          mask=None if mask is None else mask[mb], t=t[gb], noise=noise[gb],
+                                          min_snr_gamma=dc["min_snr_gamma"], sigma_data=dc["sigma_data"])
+                scaler.scale(loss * (micro / per_rank)).backward()
+                loss_sum += loss.detach().float() * (micro / per_rank)
+            flags = torch.stack([loss_sum, torch.tensor(float(stop.received is not None), device=device)])
+            loss_value, stopping = distributed.sum_over_ranks(flags, ctx).tolist()
+            loss_value /= ctx.world
+            if not math.isfinite(loss_value):
+                raise UserError(f"the loss is {loss_value} at step {step + 1}; training stopped, the last good "
+                                f"checkpoint (if any) is in {checkpoint.checkpoint_dir(run_dir)}")
+            grad_norm = float("nan")
+            if tc["grad_clip"] > 0:
+                scaler.unscale_(opt)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"]).item()
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            if ema is not None:
+                ema.update(step)
+            pbar.update()
+            window.append(loss_value)
+            if ctx.is_main and (step % tc["log_every"] == 0 or step == tc["steps"]):
+                rate = len(window) / (time.perf_counter() - window_start)
+                log.write({"step": step, "loss": sum(window) / len(window), "lr": opt.param_groups[0]["lr"],
+                           "grad_norm": grad_norm, "steps_per_s": rate})
+                pbar.set_postfix(loss=f"{sum(window) / len(window):.4f}", refresh=False)
+                window, window_start = [], time.perf_counter()
+            if stopping:
+                break
+            if step % tc["ckpt_every"] == 0 and step < tc["steps"]:
+                save(step)
+                if log is not None:
+                    log.plot()
+            if ctx.is_main and tc["sample_every"] and step % tc["sample_every"] == 0 and step < tc["steps"]:
+                _preview(run_dir, step, cfg, modality, model, ema, encoder)
+    finally:
+        stop.restore()
+        pbar.close()
+        if log is not None:
+            log.close()
+    session_steps, session_time = step - start, time.perf_counter() - session_start
+    save(step)
+    if ctx.is_main:
+        log.plot()
+        if not stopping:
+            _preview(run_dir, step, cfg, modality, model, ema, encoder)
+        _write_summary(run_dir, started, step, session_steps, session_time, device, ctx.world)
+    distributed.barrier(ctx)
+    if stopping:
+        raise UserError(f"stopped by {stop.received or 'a signal to another process'} at step {step}; "
+                        f"checkpoint saved; continue with --resume")
+
+
+def lr_factor(step: int, tc: dict) -> float:
+    """Linear warm-up over ``warmup_steps``, then constant or a cosine decay to 0 at ``steps``."""
+    if step < tc["warmup_steps"]:
+        return (step + 1) / tc["warmup_steps"]
+    if tc["lr_schedule"] == "constant":
+        return 1.0
+    progress = (step - tc["warmup_steps"]) / max(1, tc["steps"] - tc["warmup_steps"])
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _global_draws(step: int, cfg: dict, schedule, device):
+    """Diffusion times, noise and dropped-label flags for every example of the global batch of ``step``."""
+    dc, batch = cfg["diffusion"], cfg["train"]["batch_size"]
+    gen = torch.Generator(device).manual_seed(derived_seed(cfg["train"]["seed"], 2, step))
+    t = sample_times(schedule, batch, dc["weighting"], generator=gen, device=device, p_mean=dc["p_mean"], p_std=dc["p_std"])
+    noise = torch.randn((batch, *cfg["dataset"]["encoded_shape"]), generator=gen, device=device)
+    dropped = None
+    if dc["cond_drop"] > 0 and cfg["dataset"]["class_names"]:
+        dropped = drop_labels(torch.zeros(batch, dtype=torch.long, device=device), dc["cond_drop"], gen) == NULL_LABEL
+    return t, noise, dropped
+
+
+def _split(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
+    """(examples per process and step, examples per micro-batch): the global batch is shared
+    evenly by the processes; ``grad_accum`` micro-batches are shared by the processes too."""
+    if batch_size % world:
+        raise UserError(f"train.batch_size ({batch_size}) must be a multiple of the number of processes ({world})")
+    per_rank = batch_size // world
+    micro_steps = max(1, grad_accum // world)
+    if per_rank % micro_steps:
+        raise UserError(f"train.batch_size / processes ({per_rank}) must be a multiple of train.grad_accum / "
+                        f"processes ({micro_steps})")
+    return per_rank, per_rank // micro_steps
+
+
+def _open_run_dir(run_dir: Path, resume: bool):
+    """The saved (parts, config, step) when resuming; refuse to train over an existing run otherwise."""
+    has_checkpoint = (checkpoint.checkpoint_dir(run_dir) / checkpoint.WEIGHTS_NAME).exists()
+    if not resume:
+        if has_checkpoint:
+            raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        return None
+    if not has_checkpoint:
+        raise UserError(f"cannot resume: {run_dir} has no checkpoint")
+    return checkpoint.load_weights(run_dir)
+
+
+def _load_dataset(modality, cfg: dict):
+    path = cfg["data"].get("path")
+    if isinstance(path, str) and path and not Path(path).exists():
+        raise UserError(f"data path not found: {path}")
+    train_set = modality.dataset(cfg, "train")
+    if len(train_set) == 0:
+        raise UserError(f"the training set is empty (data: {path or cfg['data']})")
+    return train_set
+
+
+def _describe(train_set, encoder, device) -> dict:
+    """What the config must record so a checkpoint alone rebuilds the network."""
+    item = train_set[0]
+    mask = item.get("mask")
+    with torch.no_grad():
+        z, _ = encoder.encode(item["x"][None].to(device), None if mask is None else mask[None].to(device))
+    return {"shape": list(item["x"].shape), "encoded_shape": list(z.shape[1:]),
+            "class_names": list(train_set.class_names), "size": len(train_set), "encoder": type(encoder).__name__}
+
+
+def _check_same_config(cfg: dict, saved: dict, run_dir: Path) -> None:
+    differ = [key for key in _flatten(cfg).keys() | _flatten(saved).keys()
+              if _flatten(cfg).get(key) != _flatten(saved).get(key) and key.removeprefix("train.") not in RESUMABLE_KEYS]
+    if differ:
+        raise UserError(f"cannot resume {run_dir}: the config differs from the saved one at {', '.join(sorted(differ))}")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and not k.endswith("_args"):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _preview(run_dir: Path, step: int, cfg: dict, modality, model, ema, encoder) -> None:
+    """A picture of ``sample.n`` samples from the EMA weights, balanced over the classes."""
+    sampler_model = copy.deepcopy(model).eval()
+    if ema is not None:
+        sampler_model.load_state_dict(ema.state_dict(), strict=False)
+    n, s = cfg["sample"]["n"], cfg["sample"]
+    labels = class_labels(n, cfg)
+    x = draw(Run(cfg, step, modality, sampler_model, encoder), labels, n, sampler=s["sampler"], steps=s["steps"],
+             guidance=s["guidance"], seed=cfg["train"]["seed"])
+    modality.preview(x, labels, run_dir / "previews" / f"step_{step:06d}.png", cfg)
+
+
+def _write_summary(run_dir, started, step, session_steps, session_time, device, world) -> None:
+    summary = {"wall_time_s": time.perf_counter() - started, "steps": step, "steps_this_session": session_steps,
+               "steps_per_s": session_steps / session_time if session_time > 0 else 0.0,
+               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "device": str(device), "processes": world}
+    if device.type == "cuda":
+        summary["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+class _StopSignals:
+    """Turns SIGTERM and Ctrl-C into a flag the loop checks after each step (a second one kills)."""
+
+    def __init__(self):
+        self.received = None
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+        signal.signal(signum, self.previous[signum])
+
+    def restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
