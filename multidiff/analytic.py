@@ -124,14 +124,19 @@ class GaussianMixture:
         return exact
 
     def ode_solution(self, noise: Tensor, schedule, t_start: float = 1.0, rtol: float = 1e-10,
-                     atol: float = 1e-10) -> Tensor:
-        """Exact end point at t = 0 of the probability-flow ODE from x = sigma(t_start) * noise at t_start.
+                     atol: float = 1e-10, t_end: float = 0.0) -> Tensor:
+        """x at t_end of the probability-flow ODE started from x = sigma(t_start) * noise at t_start.
 
-        noise: (N, D) or (N, ...) with a multiple of D values per example; returns that shape in float64.
+        t_end = 0 means clean data (sigma = 0), the point a sampler's last step lands on, even for
+        schedules with sigma(0) > 0 (EDM). noise: (N, D) or (N, ...) with a multiple of D values per
+        example; returns that shape in float64.
         """
         shape = noise.shape
-        y0_scale, theta0 = _vp_angle(schedule, t_start)
-        y_start = noise.detach().to(torch.float64).cpu().reshape(-1, self.dim) * y0_scale
+        sigma0, norm0, theta0 = _vp_coordinates(schedule, t_start)
+        _, norm_end, theta_end = _vp_coordinates(schedule, t_end) if t_end else (0.0, 1.0, 0.0)
+        if not theta_end <= theta0:
+            raise ValueError(f"t_end = {t_end} must not exceed t_start = {t_start}")
+        y_start = noise.detach().to(torch.float64).cpu().reshape(-1, self.dim) * (sigma0 / norm0)
         n = len(y_start)
         w, mu, s_k = self.weights.numpy(), self.means.numpy(), self.stds.numpy()
 
@@ -140,12 +145,15 @@ class GaussianMixture:
             x0, eps = _posterior_np(y_flat.reshape(n, self.dim), a, s, w, mu, s_k)
             return (a * eps - s * x0).reshape(-1)
 
-        if theta0 == 0.0:
-            return y_start.reshape(shape)
-        sol = solve_ivp(rhs, (theta0, 0.0), y_start.numpy().reshape(-1), method="DOP853", rtol=rtol, atol=atol)
-        if not sol.success:
-            raise RuntimeError(f"probability-flow ODE solve failed: {sol.message}")
-        return torch.from_numpy(sol.y[:, -1]).reshape(shape)
+        if theta0 == theta_end:
+            y_end = y_start
+        else:
+            sol = solve_ivp(rhs, (theta0, theta_end), y_start.numpy().reshape(-1), method="DOP853", rtol=rtol,
+                            atol=atol)
+            if not sol.success:
+                raise RuntimeError(f"probability-flow ODE solve failed: {sol.message}")
+            y_end = torch.from_numpy(sol.y[:, -1])
+        return (y_end * norm_end).reshape(shape)
 
     def _on(self, device) -> GaussianMixture:
         if self.means.device == torch.device(device):
@@ -177,9 +185,9 @@ def _posterior_np(y: np.ndarray, a: float, s: float, w, mu, s_k):
     return (r[..., None] * x0).sum(1), (r[..., None] * eps).sum(1)
 
 
-def _vp_angle(schedule, t: float) -> tuple[float, float]:
-    """(sigma / sqrt(alpha^2 + sigma^2), theta = atan2(sigma, alpha)) at time t: y_start = that * noise."""
+def _vp_coordinates(schedule, t: float) -> tuple[float, float, float]:
+    """(sigma, sqrt(alpha^2 + sigma^2), theta = atan2(sigma, alpha)) at time t; y = x / the norm."""
     t64 = torch.tensor([float(t)], dtype=torch.float64)
     a = float(schedule.alpha(t64)[0])
     s = float(schedule.sigma(t64)[0])
-    return s / math.hypot(a, s), math.atan2(s, a)
+    return s, math.hypot(a, s), math.atan2(s, a)

@@ -1,0 +1,298 @@
+"""Samplers: each a plain function ``sampler(denoise, x, times, schedule, **options) -> x0``.
+
+They consume only the data-prediction denoiser ``denoise(x, t) -> x0_hat`` (t: (B,) tensor), the
+schedule's alpha(t), sigma(t) (and, for Heun's churn, t_from_logsnr), a falling list of times ending at 0
+(``multidiff.steps``) and the starting x = sigma(times[0]) * noise. They keep no state between calls.
+
+Notation: a = alpha, s = sigma, lam = log(a / s) (half the logSNR), h = lam_next - lam, and
+sigma~ = s / a = exp(-lam), x~ = x / a: the probability-flow ODE is dx~/dsigma~ = (x~ - D) / sigma~.
+Every step to a nonzero time is the sampler's own update; the last step, to t = 0, returns the
+denoiser's prediction at the last nonzero time (EDM, k-diffusion and DPM-Solver all end this way).
+
+The state x stays in its own dtype (float32 or float64); coefficients are float64 Python numbers; the
+denoiser returns float32 or float64 whatever the network's precision.
+
+NFE (network evaluations) for N = len(times) - 1 steps: N for every sampler except heun, which takes
+2N - 1 (no correction on the last step), one fewer when it starts at sigma~ = inf.
+
+Stochastic samplers take ``noise``: a function returning a fresh standard-normal tensor like x
+(``multidiff.sampling`` draws it per sample, so a seeded sample does not depend on its batch).
+
+A step from sigma~ = inf (zero-terminal-SNR schedules at t = 1) has no finite length in lam or sigma~;
+every sampler takes it as its h -> inf limit, the DDIM step x = a_next D + s_next x / s, and no
+multistep sampler keeps that prediction as history.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Noise = Callable[[], torch.Tensor]
+
+
+def _levels(schedule, times: torch.Tensor):
+    """alpha, sigma, lam = log(alpha / sigma) and sigma~ at every nonzero time, as float64 Python lists."""
+    t = times[:-1].to(torch.float64).cpu()
+    lam = 0.5 * schedule.logsnr(t)
+    return schedule.alpha(t).tolist(), schedule.sigma(t).tolist(), lam.tolist(), torch.exp(-lam).tolist()
+
+
+def _denoised(denoise: Denoise, x: torch.Tensor, t: float) -> torch.Tensor:
+    return denoise(x, torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device))
+
+
+def _needs_noise(noise: Noise | None, why: str) -> None:
+    if noise is None:
+        raise ValueError(f"{why} draws fresh noise: pass noise=, a function returning standard-normal tensors like x")
+
+
+def ddim(denoise: Denoise, x, times, schedule, *, eta: float = 0.0, noise: Noise | None = None):
+    """DDIM (Song et al. 2021, eq. 12) in (alpha, sigma) form; eta = 0 deterministic, eta = 1 ancestral.
+
+    x_next = a_next D + sqrt(s_next^2 - c^2) eps + c z,  eps = (x - a D) / s,
+    c = eta s_next sqrt(1 - exp(-2h)) (the paper's sigma_t(eta), written for any schedule).
+    """
+    if eta:
+        _needs_noise(noise, f"ddim with eta={eta}")
+    a, s, lam, _ = _levels(schedule, times)
+    for i in range(len(times) - 2):
+        d = _denoised(denoise, x, times[i])
+        eps = (x - a[i] * d) / s[i]
+        c = eta * s[i + 1] * math.sqrt(-math.expm1(-2 * (lam[i + 1] - lam[i])))
+        x = a[i + 1] * d + math.sqrt(max(s[i + 1] ** 2 - c * c, 0.0)) * eps
+        if c:
+            x = x + c * noise()
+    return _denoised(denoise, x, times[-2])
+
+
+def ddpm(denoise: Denoise, x, times, schedule, *, noise: Noise | None = None):
+    """Ancestral sampling from DDPM's posterior q(x_next | x, x0 = D) (Ho et al. 2020, eqs. 6-7).
+
+    With a_ts = a / a_next and var_ts = s^2 - a_ts^2 s_next^2 (the forward step from t_next to t):
+    mean = a_ts s_next^2 / s^2 x + a_next var_ts / s^2 D, variance = var_ts s_next^2 / s^2
+    (diffusers' "fixed_small"). Identical in law and in arithmetic outcome to ddim with eta = 1.
+    """
+    _needs_noise(noise, "ddpm")
+    a, s, _, _ = _levels(schedule, times)
+    for i in range(len(times) - 2):
+        d = _denoised(denoise, x, times[i])
+        a_ts = a[i] / a[i + 1]
+        var_ts = s[i] ** 2 - a_ts**2 * s[i + 1] ** 2
+        x = (a_ts * s[i + 1] ** 2 / s[i] ** 2) * x + (a[i + 1] * var_ts / s[i] ** 2) * d
+        x = x + math.sqrt(max(var_ts, 0.0)) * (s[i + 1] / s[i]) * noise()
+    return _denoised(denoise, x, times[-2])
+
+
+def euler(denoise: Denoise, x, times, schedule):
+    """Euler's method on dx~/dsigma~ = (x~ - D) / sigma~ (Karras et al. 2022; k-diffusion's sample_euler).
+
+    x~_next = x~ + (sigma~_next - sigma~) d with d = (x~ - D) / sigma~, written as D + sigma~_next d so
+    that sigma~ = inf works. Step for step the same as ddim with eta = 0.
+    """
+    a, s, _, st = _levels(schedule, times)
+    for i in range(len(times) - 2):
+        d = _denoised(denoise, x, times[i])
+        slope = (x - a[i] * d) / s[i]                      # (x~ - D) / sigma~
+        x = a[i + 1] * (d + st[i + 1] * slope)
+    return _denoised(denoise, x, times[-2])
+
+
+def euler_ancestral(denoise: Denoise, x, times, schedule, *, eta: float = 1.0, noise: Noise | None = None):
+    """k-diffusion's sample_euler_ancestral in x~: an Euler step down to sigma_down, then noise sigma_up.
+
+    sigma_up = min(sigma~_next, eta sigma~_next sqrt(1 - (sigma~_next / sigma~)^2)),
+    sigma_down = sqrt(sigma~_next^2 - sigma_up^2). With eta = 1 it is ddpm.
+    """
+    if eta:
+        _needs_noise(noise, f"euler_ancestral with eta={eta}")
+    a, s, _, st = _levels(schedule, times)
+    for i in range(len(times) - 2):
+        d = _denoised(denoise, x, times[i])
+        slope = (x - a[i] * d) / s[i]
+        up = min(st[i + 1], eta * st[i + 1] * math.sqrt(1 - (st[i + 1] / st[i]) ** 2))
+        down = math.sqrt(st[i + 1] ** 2 - up**2)
+        x = a[i + 1] * (d + down * slope)
+        if up:
+            x = x + (a[i + 1] * up) * noise()
+    return _denoised(denoise, x, times[-2])
+
+
+def heun(denoise: Denoise, x, times, schedule, *, s_churn: float = 0.0, s_tmin: float = 0.0,
+         s_tmax: float = math.inf, s_noise: float = 1.0, noise: Noise | None = None):
+    """EDM's 2nd-order sampler (Karras et al. 2022, Algorithm 2) in x~ = x / alpha, sigma~.
+
+    Where s_tmin <= sigma~ <= s_tmax, "churn" first raises sigma~ by gamma = min(s_churn / N, sqrt(2) - 1)
+    adding s_noise-scaled fresh noise; the raised level is mapped back to a time (capped at t = 1, the
+    noise added matches the level reached). Then an Euler step and, unless the next time is 0, the
+    trapezoidal correction. NFE 2N - 1.
+    """
+    if s_churn:
+        _needs_noise(noise, f"heun with s_churn={s_churn}")
+    a, s, _, st = _levels(schedule, times)
+    n = len(times) - 1
+    gamma = min(s_churn / n, math.sqrt(2) - 1)
+    for i in range(n):
+        t, a_hat, s_hat, st_hat = float(times[i]), a[i], s[i], st[i]
+        if gamma and s_tmin <= st[i] <= s_tmax and math.isfinite(st[i]):
+            raised = torch.tensor(-2 * math.log(st[i] * (1 + gamma)), dtype=torch.float64)
+            t_hat = schedule.t_from_logsnr(raised).reshape(1)
+            t, a_hat, s_hat = float(t_hat), float(schedule.alpha(t_hat)), float(schedule.sigma(t_hat))
+            st_hat = s_hat / a_hat
+            x = a_hat * (x / a[i] + math.sqrt(max(st_hat**2 - st[i] ** 2, 0.0)) * s_noise * noise())
+        d = _denoised(denoise, x, t)
+        if i == n - 1:
+            return d
+        slope = (x - a_hat * d) / s_hat
+        x_next = d + st[i + 1] * slope                      # Euler: x~ + (sigma~_next - sigma~) slope
+        if math.isfinite(st_hat):
+            d_next = _denoised(denoise, a[i + 1] * x_next, times[i + 1])
+            slope_next = (x_next - d_next) / st[i + 1]
+            x_next = x / a_hat + (st[i + 1] - st_hat) * 0.5 * (slope + slope_next)
+        x = a[i + 1] * x_next
+
+
+def dpmpp_2m(denoise: Denoise, x, times, schedule):
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2), k-diffusion's form with variable steps.
+
+    x_next = (s_next / s) x - a_next expm1(-h) D', D' = (1 + 1/(2r)) D - 1/(2r) D_prev, r = h_prev / h.
+    """
+    a, s, lam, _ = _levels(schedule, times)
+    prev = None                                              # (D, h) of the previous step
+    for i in range(len(times) - 2):
+        d = _denoised(denoise, x, times[i])
+        h = lam[i + 1] - lam[i]
+        d_mixed = d if prev is None else d + (d - prev[0]) * (h / (2 * prev[1]))
+        x = (s[i + 1] / s[i]) * x - (a[i + 1] * math.expm1(-h)) * d_mixed
+        prev = (d, h) if math.isfinite(h) else None
+    return _denoised(denoise, x, times[-2])
+
+
+def dpmpp_3m(denoise: Denoise, x, times, schedule):
+    """DPM-Solver++(3M): k-diffusion's sample_dpmpp_3m_sde with eta = 0, third order after two warm-up steps.
+
+    On top of the first-order step, a_next (phi2 d1 - phi3 d2) with phi2 = expm1(-h)/h + 1,
+    phi3 = phi2/h - 1/2 and d1, d2 the first and second divided differences of D in lam (scaled by h, h^2).
+    """
+    a, s, lam, _ = _levels(schedule, times)
+    history: list[tuple[torch.Tensor, float]] = []           # (D, h) of earlier steps, newest first
+    for i in range(len(times) - 2):
+        d = _denoised(denoise, x, times[i])
+        h = lam[i + 1] - lam[i]
+        x = (s[i + 1] / s[i]) * x - (a[i + 1] * math.expm1(-h)) * d
+        phi2 = math.expm1(-h) / h + 1 if math.isfinite(h) else 1.0
+        if len(history) >= 2:
+            (d1_prev, h1), (d2_prev, h2) = history[:2]
+            r0, r1 = h1 / h, h2 / h
+            diff0 = (d - d1_prev) / r0
+            diff1 = (d1_prev - d2_prev) / r1
+            d1 = diff0 + (diff0 - diff1) * (r0 / (r0 + r1))
+            d2 = (diff0 - diff1) / (r0 + r1)
+            phi3 = phi2 / h - 0.5
+            x = x + a[i + 1] * (phi2 * d1 - 2 * phi3 * d2)
+        elif history:
+            d1_prev, h1 = history[0]
+            x = x + (a[i + 1] * phi2 * h / h1) * (d - d1_prev)
+        history = [(d, h)] + history[:1] if math.isfinite(h) else []
+    return _denoised(denoise, x, times[-2])
+
+
+def dpmpp_2m_sde(denoise: Denoise, x, times, schedule, *, eta: float = 1.0, noise: Noise | None = None):
+    """DPM-Solver++(2M) SDE (k-diffusion's sample_dpmpp_2m_sde, midpoint form); eta = 0 is an ODE solver.
+
+    x_next = (s_next / s) e^(-eta h) x + a_next (1 - e^(-(1+eta) h)) (D + (D - D_prev) / (2r))
+             + s_next sqrt(1 - e^(-2 eta h)) z.
+    """
+    if eta:
+        _needs_noise(noise, f"dpmpp_2m_sde with eta={eta}")
+    a, s, lam, _ = _levels(schedule, times)
+    prev = None
+    for i in range(len(times) - 2):
+        d = _denoised(denoise, x, times[i])
+        h = lam[i + 1] - lam[i]
+        eta_h = eta * h if eta else 0.0
+        gain = -math.expm1(-h - eta_h)
+        d_mixed = d if prev is None else d + (d - prev[0]) * (h / (2 * prev[1]))
+        x = (s[i + 1] / s[i] * math.exp(-eta_h)) * x + (a[i + 1] * gain) * d_mixed
+        if eta_h:
+            x = x + (s[i + 1] * math.sqrt(-math.expm1(-2 * eta_h))) * noise()
+        prev = (d, h) if math.isfinite(h) else None
+    return _denoised(denoise, x, times[-2])
+
+
+def unipc(denoise: Denoise, x, times, schedule, *, order: int = 2, variant: str = "bh2"):
+    """UniPC (Zhao et al. 2023) with data prediction: the UniP-p predictor then the UniC corrector.
+
+    The corrector reuses the evaluation at the predicted point (no extra NFE) and raises the order by one;
+    none follows the last step. ``order`` (1-3) is reached after order - 1 warm-up steps; ``variant``
+    picks B(h) = h ("bh1") or e^h - 1 ("bh2"). Coefficients as in diffusers' UniPCMultistepScheduler.
+    """
+    if order not in (1, 2, 3):
+        raise ValueError(f"unipc order must be 1, 2 or 3, got {order!r}")
+    if variant not in ("bh1", "bh2"):
+        raise ValueError(f"unipc variant must be 'bh1' or 'bh2', got {variant!r}")
+    a, s, lam, _ = _levels(schedule, times)
+    history: list[tuple[float, torch.Tensor]] = []           # (lam, D) at finite lam, newest first
+    start = None                                              # (x, index, order) of the last predictor step
+    for i in range(len(times) - 1):
+        d = _denoised(denoise, x, times[i])
+        if i == len(times) - 2:
+            return d
+        if start is not None:                                 # UniC: correct x with the new evaluation
+            x0, j, p = start
+            x = _unipc_update(x0, history, lam[j], lam[i], s[j], s[i], a[i], p, variant, d_next=d)
+        history = [(lam[i], d)] + history[: order - 1] if math.isfinite(lam[i]) else []
+        p = max(1, min(order, len(history)))
+        if history:
+            x_next = _unipc_update(x, history, lam[i], lam[i + 1], s[i], s[i + 1], a[i + 1], p, variant)
+        else:                                                 # from sigma~ = inf: the DDIM limit
+            x_next = (s[i + 1] / s[i]) * x + a[i + 1] * d
+        start = (x, i, p) if history else None
+        x = x_next
+
+
+def _unipc_update(x, history, lam0, lam_next, s0, s_next, a_next, order, variant, d_next=None):
+    """One UniP step (d_next None) or UniC correction (d_next = D at the predicted point) from lam0.
+
+    history[0] is D at lam0 (m0); history[1:order] are earlier predictions used as divided differences.
+    """
+    m0 = history[0][1]
+    h = lam_next - lam0
+    h_phi_1 = math.expm1(-h)
+    x_lin = (s_next / s0) * x - (a_next * h_phi_1) * m0
+    if order == 1 and d_next is None:
+        return x_lin
+    ratios = [(lam_k - lam0) / h for lam_k, _ in history[1:order]]
+    diffs = [(m_k - m0) / r for (_, m_k), r in zip(history[1:order], ratios)]
+    ratios.append(1.0)
+    b_h = -h if variant == "bh1" else h_phi_1
+    b, h_phi_k, factorial = [], h_phi_1 / -h - 1, 1
+    for k in range(1, order + 1):
+        b.append(h_phi_k * factorial / b_h)
+        factorial *= k + 1
+        h_phi_k = h_phi_k / -h - 1 / factorial
+    powers = np.array([[r**k for r in ratios] for k in range(order)])
+    if d_next is None:
+        rhos = [0.5] if order == 2 else np.linalg.solve(powers[:-1, :-1], b[:-1]).tolist()
+        correction = sum(rho * diff for rho, diff in zip(rhos, diffs))
+    else:
+        rhos = [0.5] if order == 1 else np.linalg.solve(powers, b).tolist()
+        correction = sum((rho * diff for rho, diff in zip(rhos[:-1], diffs)), rhos[-1] * (d_next - m0))
+    return x_lin - (a_next * b_h) * correction
+
+
+_SAMPLERS = {fn.__name__: fn for fn in (ddpm, ddim, euler, euler_ancestral, heun, dpmpp_2m, dpmpp_3m,
+                                         dpmpp_2m_sde, unipc)}
+
+
+def names() -> list[str]:
+    return list(_SAMPLERS)
+
+
+def get(name: str):
+    if name not in _SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; known: {', '.join(names())}")
+    return _SAMPLERS[name]

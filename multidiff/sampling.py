@@ -1,0 +1,111 @@
+"""``multidiff.sample``: the one entry point from a trained network to clean samples.
+
+It resolves the schedule, the sampler and its step placement, wraps the network into a guided
+data-prediction denoiser, and runs the sampler from x = sigma(times[0]) * noise.
+
+Randomness is per sample: ``generator`` (seed 0 when None) yields one seed, and sample i draws its
+starting noise and every later noise from its own generator seeded with (seed, i). A seeded sample is
+therefore the same whatever batch it is drawn in, on any device.
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+
+from . import samplers, schedules
+from . import steps as placements
+from .guidance import guided
+from .parameterizations import Denoiser, check_name
+
+# Step placement each sampler uses unless told otherwise.
+DEFAULT_PLACEMENT = {
+    "ddpm": "trailing",
+    "ddim": "trailing",
+    "euler": "karras",
+    "euler_ancestral": "karras",
+    "heun": "karras",
+    "dpmpp_2m": "logsnr",
+    "dpmpp_3m": "logsnr",
+    "dpmpp_2m_sde": "logsnr",
+    "unipc": "logsnr",
+}
+
+
+def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20, prediction: str = "eps",
+           cond=None, guidance_scale: float = 1.0, noise=None, generator=None, **options) -> torch.Tensor:
+    """Draw samples of ``shape`` (batch first) from ``model(x_t, t, cond) -> prediction``.
+
+    schedule: a ``multidiff.schedules`` name or Schedule. noise: the standard-normal starting tensor of
+    ``shape`` (float64 noise keeps the whole run in float64); else drawn per sample on the model's device.
+    options: ``placement`` (a ``multidiff.steps`` name), ``sigma_data`` (edm), and the sampler's own
+    keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order, variant).
+    """
+    schedule = schedules.get(schedule)
+    run = samplers.get(sampler)
+    check_name(prediction)
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    shape = tuple(int(n) for n in shape)
+    if len(shape) < 1 or shape[0] < 1:
+        raise ValueError(f"shape must start with a positive batch size, got {shape}")
+    if cond is not None and tuple(cond.shape) != shape[:1]:
+        raise ValueError(f"cond must be a LongTensor of shape ({shape[0]},), got {tuple(cond.shape)}")
+    times = _placement(options.pop("placement", DEFAULT_PLACEMENT[sampler]), schedule, int(steps))
+    if prediction in ("eps", "edm") and float(schedule.alpha(times[:1])[0]) == 0.0:
+        raise ValueError(f"prediction {prediction!r} cannot give x0 where alpha = 0 (the schedule ends in pure noise "
+                         f"at t = {float(times[0]):g}); use prediction 'v' or 'x0'")
+    sigma_data = options.pop("sigma_data", 0.5)
+    accepted = set(inspect.signature(run).parameters) - {"denoise", "x", "times", "schedule", "noise"}
+    unknown = set(options) - accepted
+    if unknown:
+        raise ValueError(f"sampler {sampler!r} takes no option(s) {sorted(unknown)}; "
+                         f"it takes: placement, sigma_data, {', '.join(sorted(accepted)) or 'nothing else'}")
+
+    device = noise.device if noise is not None else _device_of(model, cond)
+    generators = _per_sample_generators(generator, shape[0])
+    if noise is None:
+        noise = _draw(generators, shape, torch.float32, device)
+    elif tuple(noise.shape) != shape:
+        raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {shape}")
+    dtype = torch.float64 if noise.dtype == torch.float64 else torch.float32
+    x = noise.to(dtype) * float(schedule.sigma(times[:1])[0])
+
+    denoiser = guided(Denoiser(model, schedule, prediction, sigma_data=sigma_data), guidance_scale)
+    kwargs = dict(options)
+    if "noise" in inspect.signature(run).parameters:
+        kwargs["noise"] = lambda: _draw(generators, shape, dtype, x.device)
+    with torch.no_grad():
+        return run(lambda x_t, t: denoiser(x_t, t, cond), x, times, schedule, **kwargs)
+
+
+def _placement(name: str, schedule, steps: int) -> torch.Tensor:
+    times = placements.get(name)(schedule, steps)
+    ok = (times.ndim == 1 and len(times) == steps + 1 and times[-1] == 0 and bool((times[1:] < times[:-1]).all())
+          and times[0] <= 1)
+    if not ok:
+        raise ValueError(f"step placement {name!r} returned {times.tolist()}: need {steps + 1} times falling "
+                         "strictly from at most 1 to exactly 0")
+    return times.to(torch.float64)
+
+
+def _device_of(model, cond) -> torch.device:
+    if cond is not None:
+        return cond.device
+    if isinstance(model, torch.nn.Module):
+        for tensor in model.parameters():
+            return tensor.device
+    return torch.device("cpu")
+
+
+def _per_sample_generators(generator, batch: int) -> list[torch.Generator]:
+    """Generator i seeded from (seed, i), where seed comes from ``generator`` (seed 0 if None)."""
+    seed = 0 if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
+    states = np.random.SeedSequence(seed).spawn(batch)
+    return [torch.Generator().manual_seed(int(s.generate_state(1, np.uint64)[0] >> 1)) for s in states]
+
+
+def _draw(generators: list[torch.Generator], shape, dtype, device) -> torch.Tensor:
+    """One standard-normal draw per sample, each from its own (CPU) generator, stacked on ``device``."""
+    return torch.stack([torch.randn(shape[1:], generator=g, dtype=dtype) for g in generators]).to(device)
