@@ -61,20 +61,17 @@ class Toy2DModality(Modality):
         return [npy, csv]
 
     def preview(self, x, labels, path: Path, cfg: dict) -> Path:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
 
         points = x.detach().cpu().numpy()
-        fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+        fig = Figure(figsize=(4, 4), dpi=100)
+        ax = fig.add_subplot()
         colours = None if labels is None else labels.cpu().numpy()
         ax.scatter(points[:, 0], points[:, 1], c=colours, s=6, cmap="tab10")
         ax.set_aspect("equal")
-        fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-        plt.close(fig)
+        fig.savefig(path, bbox_inches="tight")
         return path
 
     def evaluate(self, x, labels, cfg: dict, cache_dir: Path) -> dict[str, float]:

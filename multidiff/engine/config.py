@@ -142,7 +142,7 @@ def apply_override(cfg: dict, item: str) -> None:
             raise UserError(f"unknown config key {'.'.join(parents[:i + 1])!r} (in --set {item})")
     if last not in table:
         raise UserError(f"unknown config key {key!r}; {_known_keys(table, parents)}")
-    table[last] = _checked(table[last], _parse_value(text.strip(), table[last]), key)
+    table[last] = _checked(table[last], _parse_value(text.strip(), table[last], key), key)
 
 
 def validate(cfg: dict) -> None:
@@ -202,13 +202,13 @@ def _merge(base: dict, update: dict, prefix: str, origin: str) -> None:
             base[key] = _checked(base[key], value, name)
 
 
-def _parse_value(text: str, current):
+def _parse_value(text: str, current, key: str):
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         if isinstance(current, str):
             return text
-        raise UserError(f"cannot read value {text!r}: expected {_type_name(current)} (a TOML literal)") from None
+        raise UserError(f"{key} must be {_type_name(current)} (a TOML literal), got {text!r}") from None
 
 
 def _checked(current, value, key: str):

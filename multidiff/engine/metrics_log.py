@@ -29,19 +29,16 @@ class MetricsLog:
                 self.tensorboard.add_scalar(f"train/{key}", row[key], row["step"])
 
     def plot(self) -> None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # not pyplot: no global state, no GUI backend
 
         rows = read_metrics(self.path)
-        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+        fig = Figure(figsize=(6, 3.5), dpi=100)
+        ax = fig.add_subplot()
         ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.set_yscale("log")
-        fig.tight_layout()
-        fig.savefig(self.plot_path)
-        plt.close(fig)
+        fig.savefig(self.plot_path, bbox_inches="tight")
 
     def close(self) -> None:
         if self.tensorboard is not None:

@@ -64,6 +64,7 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
     cfg["dataset"] = _describe(train_set, encoder, device)
     if saved is not None:
         _check_same_config(cfg, saved[1], run_dir)
+    torch.manual_seed(derived_seed(tc["seed"], 0))  # the initial weights
     model = build_model(modality, cfg).to(device)
     ema = EMA(model, tc["ema_decay"], tc["ema_warmup"]) if tc["ema_decay"] > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
