@@ -21,6 +21,7 @@ Add a placement with ``register(name, fn)``; ``names()`` and ``get(name)`` see i
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -66,7 +67,7 @@ def _on_grid(k: torch.Tensor, t_max: float) -> torch.Tensor:
 
 
 def linspace(schedule, steps: int, t_max: float = 1.0) -> torch.Tensor:
-    """k = round(linspace(0, 999, steps)), falling: starts at t_max, ends at t_max / 1000 before 0."""
+    """k = round(linspace(0, 999, steps)), falling: from t_max to t_max / 1000, then 0 (one step: k = 0 only)."""
     _check_steps(steps, t_max)
     k = torch.linspace(0, TRAIN_STEPS - 1, steps, dtype=torch.float64).round().flip(0)
     return _on_grid(k, t_max)
@@ -118,7 +119,7 @@ def karras(schedule, steps: int, t_max: float = 1.0, rho: float = 7.0) -> torch.
     def spacing(top: float, bottom: float, n: int) -> torch.Tensor:
         # sigma~ = exp(-logsnr / 2), so sigma~^(1/rho) = exp(-logsnr / (2 rho))
         ramp = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
-        hi, lo = torch.tensor(-top / (2 * rho)).exp(), torch.tensor(-bottom / (2 * rho)).exp()
+        hi, lo = math.exp(-top / (2 * rho)), math.exp(-bottom / (2 * rho))
         return -2 * rho * torch.log(hi + ramp * (lo - hi))
 
     return _in_logsnr(schedule, steps, t_max, spacing)
