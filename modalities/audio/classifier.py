@@ -20,7 +20,7 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
 class ClipClassifier(nn.Module):
     """(B, 1, T) waveforms -> class logits; ``embed`` gives the (B, embed_dim) features."""
 
-    def __init__(self, sample_rate: int, num_classes: int, n_mels: int = 40, width: int = 32, embed_dim: int = 64):
+    def __init__(self, sample_rate: int, num_classes: int, n_mels: int = 40, width: int = 16, embed_dim: int = 64):
         super().__init__()
         n_fft = 2 ** round(math.log2(0.032 * sample_rate))  # ~32 ms windows at any rate
         self.log_mel = T.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels)
@@ -28,9 +28,9 @@ class ClipClassifier(nn.Module):
             nn.BatchNorm2d(1),  # standardises the log-mel input with statistics learned in training
             _conv_block(1, width), nn.MaxPool2d(2),
             _conv_block(width, 2 * width), nn.MaxPool2d(2),
-            _conv_block(2 * width, 2 * width),
+            _conv_block(2 * width, 4 * width),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(2 * width, embed_dim), nn.ReLU(),
+            nn.Linear(4 * width, embed_dim), nn.ReLU(),
         )
         self.head = nn.Linear(embed_dim, num_classes)
 

@@ -15,6 +15,8 @@ Recipe keys read from ``[data]``:
     loudness      "rms" | "peak" | "none", with target_db (dB full scale)
     skip_bad_files  skip unreadable, empty or misnamed files with a warning instead of failing
     conditional   whether clips carry class labels (default true)
+    mask_padding  whether items carry their padding mask, so the diffusion loss skips the padding
+                  (default true); false trains the model to generate the silence after a clip too
 
 Loaded clips are kept in a process-wide cache, so training, evaluation and sampling read the
 files once.
@@ -40,7 +42,7 @@ class AudioClips(torch.utils.data.Dataset):
     """Clips ``x`` (N, 1, T), real lengths (N,), labels (N,) (-1 when unconditional)."""
 
     def __init__(self, x: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, class_names: list[str],
-                 sample_rate: int, skipped: list[str]):
+                 sample_rate: int, skipped: list[str], mask_padding: bool = True):
         self.x = x
         self.lengths = lengths
         self.labels = labels
@@ -48,6 +50,7 @@ class AudioClips(torch.utils.data.Dataset):
         self.sample_rate = sample_rate
         #: messages naming each file skipped with ``skip_bad_files``
         self.skipped = skipped
+        self.mask_padding = mask_padding
 
     def __len__(self) -> int:
         return len(self.x)
@@ -57,8 +60,10 @@ class AudioClips(torch.utils.data.Dataset):
         return (torch.arange(self.x.shape[-1]) < self.lengths[:, None]).float()[:, None]
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        mask = (torch.arange(self.x.shape[-1]) < self.lengths[i]).float()[None]
-        return {"x": self.x[i], "label": self.labels[i], "mask": mask}
+        item = {"x": self.x[i], "label": self.labels[i]}
+        if self.mask_padding:
+            item["mask"] = (torch.arange(self.x.shape[-1]) < self.lengths[i]).float()[None]
+        return item
 
 
 def data_path(data: dict) -> Path:
@@ -102,7 +107,8 @@ def _assemble(waves: list[torch.Tensor], labels: list[int], class_names: list[st
     lengths = torch.tensor([n for _, n in prepared], dtype=torch.long)
     conditional = data.get("conditional", True)
     label_tensor = torch.tensor(labels, dtype=torch.long) if conditional else torch.full((len(waves),), -1)
-    return AudioClips(x, lengths, label_tensor, class_names if conditional else [], int(data["sample_rate"]), skipped)
+    return AudioClips(x, lengths, label_tensor, class_names if conditional else [], int(data["sample_rate"]), skipped,
+                      bool(data.get("mask_padding", True)))
 
 
 def _load_synthetic(data: dict, split: str) -> AudioClips:

@@ -10,9 +10,14 @@ import torchaudio.transforms as T
 
 from multidiff.modality import Encoder
 
+from .data import AudioClips
+
 
 def _stack(dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """All clips of a dataset and their masks, as (N, 1, T) tensors."""
+    """All clips of a dataset and their masks, as (N, 1, T) tensors. Statistics always skip the
+    padding of an AudioClips set, whether or not its items carry masks for the loss."""
+    if isinstance(dataset, AudioClips):
+        return dataset.x, dataset.masks()
     items = [dataset[i] for i in range(len(dataset))]
     if not items:
         raise ValueError("cannot fit an encoder on an empty dataset")
@@ -98,13 +103,13 @@ class MelEncoder(Encoder):
 
 
 def build_encoder(cfg: dict) -> Encoder:
-    """The encoder named by ``cfg["encoder"]["representation"]`` ("waveform" or "mel")."""
-    enc = dict(cfg.get("encoder", {}))
-    representation = enc.pop("representation", "mel")
+    """The encoder named by ``cfg["encoder"]["representation"]`` ("waveform" or "mel"). The other
+    ``[encoder]`` keys are the mel settings; the waveform ignores them, so a recipe can switch
+    representation with one ``--set encoder.representation=...``."""
+    settings = dict(cfg.get("encoder", {}))
+    representation = settings.pop("representation", "mel")
     if representation == "waveform":
-        if enc:
-            raise ValueError(f"the waveform representation takes no [encoder] settings, got {sorted(enc)}")
         return WaveformEncoder()
     if representation == "mel":
-        return MelEncoder(int(cfg["data"]["sample_rate"]), int(cfg["data"]["length"]), **enc)
+        return MelEncoder(int(cfg["data"]["sample_rate"]), int(cfg["data"]["length"]), **settings)
     raise ValueError(f"unknown [encoder] representation {representation!r}; expected 'waveform' or 'mel'")

@@ -39,6 +39,9 @@ class AudioModality(Modality):
         return net
 
     def _class_names(self, cfg: dict) -> list[str]:
+        """From the run's config when the engine recorded them, else from the training set."""
+        if "class_names" in cfg.get("dataset", {}):
+            return list(cfg["dataset"]["class_names"])
         return data.load(cfg, "train").class_names
 
     def write(self, x: torch.Tensor, labels: torch.Tensor | None, out_dir: Path, cfg: dict) -> list[Path]:
