@@ -23,7 +23,7 @@ class ClipClassifier(nn.Module):
     def __init__(self, sample_rate: int, num_classes: int, n_mels: int = 40, width: int = 16, embed_dim: int = 64):
         super().__init__()
         n_fft = 2 ** round(math.log2(0.032 * sample_rate))  # ~32 ms windows at any rate
-        self.log_mel = T.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels)
+        self.log_mel = T.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=n_fft // 2, n_mels=n_mels)
         self.net = nn.Sequential(
             nn.BatchNorm2d(1),  # standardises the log-mel input with statistics learned in training
             _conv_block(1, width), nn.MaxPool2d(2),

@@ -24,7 +24,7 @@ from multidiff.metrics import accuracy, fit_classifier, frechet_distance, predic
 from . import data
 from .classifier import ClipClassifier
 
-_CLASSIFIER_VERSION = "clipcnn-1"
+_CLASSIFIER_VERSION = "clipcnn-2"
 
 
 def _identity(train: data.AudioClips, steps: int) -> str:
