@@ -11,6 +11,7 @@ line). Every fifth row (index 4, 9, ...) is the test split; the others are the t
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,9 @@ def read_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         if path.suffix == ".npy":
             table = np.load(path, allow_pickle=False)
         else:
-            table = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=_header_lines(path))
+            with warnings.catch_warnings():  # an empty file is reported below, as an error
+                warnings.simplefilter("ignore", UserWarning)
+                table = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=_header_lines(path))
     except ValueError as e:
         raise ValueError(f"cannot read points from {path}: {e}") from None
     table = np.asarray(table, dtype=np.float64)
