@@ -105,3 +105,13 @@ def test_one_training_step_reduces_a_fixed_regression_loss():
         opt.step()
     assert start == pytest.approx(target.pow(2).mean().item())
     assert loss.item() < 0.5 * start
+
+
+def test_memory_format_conversion_keeps_the_function():
+    # .to() goes through nn.Module._apply, which the UNet must not shadow.
+    net = _randomised(UNet(2, 1, channels=16, num_res_blocks=1, num_classes=2))
+    x, t, cond = torch.randn(2, 1, 8, 8), torch.rand(2), torch.tensor([0, -1])
+    expected = net(x, t, cond)
+    net = net.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(net(x.contiguous(memory_format=torch.channels_last), t, cond), expected,
+                               rtol=1e-4, atol=1e-5)

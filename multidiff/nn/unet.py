@@ -101,15 +101,15 @@ class UNet(nn.Module):
         h = self.input_conv(x)
         skips = [h]
         for layers in self.down:
-            h = self._apply(layers, h, emb)
+            h = self._run(layers, h, emb)
             skips.append(h)
-        h = self._apply(self.middle, h, emb)
+        h = self._run(self.middle, h, emb)
         for layers in self.up:
-            h = self._apply(layers, torch.cat([h, skips.pop()], dim=1), emb)
+            h = self._run(layers, torch.cat([h, skips.pop()], dim=1), emb)
         return self.out_conv(F.silu(self.out_norm(h)))
 
     @staticmethod
-    def _apply(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def _run(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         for layer in layers:
             h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
         return h
