@@ -172,10 +172,13 @@ def dpmpp_2m(denoise: Denoise, x, times, schedule):
 
 
 def dpmpp_3m(denoise: Denoise, x, times, schedule):
-    """DPM-Solver++(3M): k-diffusion's sample_dpmpp_3m_sde with eta = 0, third order after two warm-up steps.
+    """DPM-Solver++(3M), third order after two warm-up steps (exact phi functions, variable steps).
 
-    On top of the first-order step, a_next (phi2 d1 - phi3 d2) with phi2 = expm1(-h)/h + 1,
-    phi3 = phi2/h - 1/2 and d1, d2 the first and second divided differences of D in lam (scaled by h, h^2).
+    x~ changes by the integral of e^-(h - u) D(lam + u) over [0, h]; with D's Taylor terms that is
+    (1 - e^-h) D + phi2 h D' - phi3 h^2 D'' where phi2 = expm1(-h)/h + 1, phi3 = phi2/h - 1/2.
+    d1 ~ h D' and d2 ~ h^2 D'' / 2 are divided differences over the last three predictions, so the last
+    term is -2 phi3 d2. (k-diffusion's sample_dpmpp_3m_sde and diffusers' third-order update use
+    -phi3 d2, which is not exact for quadratic D and measures second order on the analytic mixture.)
     """
     a, s, lam, _ = _levels(schedule, times)
     history: list[tuple[torch.Tensor, float]] = []           # (D, h) of earlier steps, newest first
