@@ -39,8 +39,10 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
 
     schedule: a ``multidiff.schedules`` name or Schedule. noise: the standard-normal starting tensor of
     ``shape`` (float64 noise keeps the whole run in float64); else drawn per sample on the model's device.
-    options: ``placement`` (a ``multidiff.steps`` name), ``sigma_data`` (edm), and the sampler's own
-    keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order, variant).
+    options: ``placement`` (a ``multidiff.steps`` name; default per sampler in DEFAULT_PLACEMENT),
+    ``sigma_data`` (edm), and the sampler's own keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order,
+    variant). Network calls: ``steps`` for every sampler, 2 * steps - 1 for heun (with guidance each call
+    runs the conditional and unconditional branches as one doubled batch).
     """
     schedule = schedules.get(schedule)
     run = samplers.get(sampler)
@@ -91,12 +93,11 @@ def _placement(name: str, schedule, steps: int) -> torch.Tensor:
 
 
 def _device_of(model, cond) -> torch.device:
-    if cond is not None:
-        return cond.device
+    """Where to draw the noise: the network's parameters, else the labels, else the CPU."""
     if isinstance(model, torch.nn.Module):
         for tensor in model.parameters():
             return tensor.device
-    return torch.device("cpu")
+    return cond.device if cond is not None else torch.device("cpu")
 
 
 def _per_sample_generators(generator, batch: int) -> list[torch.Generator]:
