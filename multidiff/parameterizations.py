@@ -113,6 +113,9 @@ class Denoiser:
 
     def to_x0(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         alpha, sigma = self.schedule.alpha(t.double()), self.schedule.sigma(t.double())
+        if self.prediction in ("eps", "edm") and bool((alpha == 0).any()):
+            raise ValueError(f"prediction {self.prediction!r} cannot give x0 where alpha = 0 (pure noise); "
+                             "use prediction 'v' or 'x0' with a zero-terminal-SNR schedule")
         a, s = _expand(alpha, x_t).to(x_t.dtype), _expand(sigma, x_t).to(x_t.dtype)
         if self.prediction == "eps":
             return (x_t - s * out) / a

@@ -128,5 +128,9 @@ def test_bad_inputs():
     d = Denoiser(lambda x, t, c: x * float("nan"), s, "eps")
     with pytest.raises(ValueError, match="NaN or Inf at t = 0.5"):
         d(torch.zeros(2, 3), torch.full((2,), 0.5))
+    zero_snr = schedules.get("cosine", zero_terminal_snr=True)
+    d = Denoiser(lambda x, t, c: x, zero_snr, "eps")
+    with pytest.raises(ValueError, match="alpha = 0"):
+        d(torch.zeros(2, 3), torch.ones(2))
     with pytest.raises(ValueError, match="unknown loss weighting"):
         diffusion_loss(lambda x, t, c: x, torch.zeros(2, 3), schedule=s, weighting="snr")
