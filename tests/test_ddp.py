@@ -1,16 +1,17 @@
 """Two processes with DistributedDataParallel (gloo on CPU) follow the single-process run with the
 same global batch: the same loss at every step and the same weights, to float round-off."""
+import functools
 import multiprocessing
 import os
 import socket
 
 import torch
 
-from multidiff.engine import checkpoint
+from multidiff.engine import checkpoint, trainer
 from multidiff.engine.config import load_recipe
 from multidiff.engine.metrics_log import read_metrics
-from multidiff.engine.trainer import train
 
+train = functools.partial(trainer.train, device="cpu")  # exact comparisons and forks need the CPU
 torch.set_num_threads(1)
 CFG = ["model.hidden=16", "model.depth=1", "model.time_dim=8", "data.n_train=256", "data.n_test=256",
        "train.batch_size=32", "train.steps=6", "train.warmup_steps=2", "train.log_every=1",

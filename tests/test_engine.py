@@ -1,5 +1,6 @@
 """The training engine on the toy 2-D modality: EMA, LR schedule, data order, end-to-end training,
 gradient accumulation, NaN detection, and the toy modality's own closed forms."""
+import functools
 import json
 import math
 
@@ -11,14 +12,15 @@ from torch import nn
 from modalities.toy2d import Toy2DModality
 from modalities.toy2d.data import load_split, mixture_centres, sample_mixture
 from multidiff import modality as registry
-from multidiff.engine import checkpoint
+from multidiff.engine import checkpoint, trainer
 from multidiff.engine.config import load_recipe
 from multidiff.engine.data import GlobalBatches
 from multidiff.engine.ema import EMA
 from multidiff.engine.errors import UserError
 from multidiff.engine.generate import evaluate, load_run
-from multidiff.engine.trainer import lr_factor, train
+from multidiff.engine.trainer import lr_factor
 
+train = functools.partial(trainer.train, device="cpu")  # exact comparisons and forks need the CPU
 torch.set_num_threads(1)  # a tiny network: threads only add contention
 TINY = ["model.hidden=32", "model.depth=2", "model.time_dim=16", "data.n_train=512", "data.n_test=512",
         "train.batch_size=64", "train.steps=20", "train.warmup_steps=0", "train.log_every=1", "train.ckpt_every=10",
@@ -85,12 +87,12 @@ def test_training_end_to_end(tmp_path):
     for name in ("loss.png", "previews/step_000300.png"):
         assert (run / name).stat().st_size > 0
     # The checkpoint alone rebuilds the network with its EMA weights and fitted encoder.
-    loaded = load_run(run)
+    loaded = load_run(run)  # on the CPU
     _, _, step = checkpoint.load_weights(run)
     assert step == 300
     train_set = load_split(cfg["data"], "train")
     assert torch.allclose(loaded.encoder.mean, train_set.points.mean(0), atol=1e-6)
-    metrics = evaluate(run)
+    metrics = evaluate(run, device="cpu")
     # A model that ignored its class would put every class mean at the origin: an error of one radius.
     assert metrics["class_mean_error"] < 0.25 * cfg["data"]["radius"]
     assert json.loads((run / "eval.json").read_text())["frechet"] == pytest.approx(metrics["frechet"])

@@ -1,5 +1,6 @@
 """Checkpoints and resume: exact continuation after SIGKILL and SIGTERM, and clear errors (with
 nothing overwritten) for truncated, foreign or mismatched checkpoint files."""
+import functools
 import multiprocessing
 import os
 import signal
@@ -12,13 +13,13 @@ from safetensors.torch import save_file
 
 from modalities.toy2d import Toy2DModality
 from multidiff import modality as registry
-from multidiff.engine import checkpoint
+from multidiff.engine import checkpoint, trainer
 from multidiff.engine.config import load_recipe
 from multidiff.engine.errors import UserError
 from multidiff.engine.generate import load_run
-from multidiff.engine.trainer import train
 
-torch.set_num_threads(1)  # the killed subprocess runs with one thread too: same arithmetic
+train = functools.partial(trainer.train, device="cpu")  # exact comparisons and forks need the CPU
+torch.set_num_threads(1)  # the forked child inherits it: same arithmetic
 # A constant learning rate makes the run's total length irrelevant to its first steps, so a run
 # planned for many steps and killed can be compared with a short uninterrupted one.
 TINY = ["model.hidden=16", "model.depth=1", "model.time_dim=8", "data.n_train=256", "data.n_test=256",

@@ -36,7 +36,8 @@ class PointSet(torch.utils.data.Dataset):
 
     def __getitems__(self, indices: list[int]) -> dict:
         """A whole batch at once (torch's DataLoader calls this instead of one item at a time)."""
-        return {"x": self.points[indices], "label": self.labels[indices]}
+        index = torch.as_tensor(indices)
+        return {"x": self.points[index], "label": self.labels[index]}
 
 
 def mixture_centres(components: int, radius: float) -> np.ndarray:

@@ -23,10 +23,13 @@ class Context:
         return self.rank == 0
 
 
-def setup() -> Context:
+def setup(device: str | None = None) -> Context:
+    """Join torchrun's process group if there is one; the device is this process's GPU when CUDA
+    is available, else the CPU, unless ``device`` ("cpu" or "cuda") says otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    use_cuda = torch.cuda.is_available() if device is None else device == "cuda"
+    device = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():

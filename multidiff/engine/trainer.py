@@ -38,10 +38,15 @@ RESUMABLE_KEYS = {"steps", "log_every", "ckpt_every", "sample_every", "num_worke
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def train(cfg: dict, run_dir: str | Path, resume: bool = False) -> Path:
-    """Train the recipe ``cfg`` (see multidiff.engine.config) into ``run_dir``; return ``run_dir``."""
+def train(cfg: dict, run_dir: str | Path, resume: bool = False, device: str | None = None) -> Path:
+    """Train the recipe ``cfg`` (see multidiff.engine.config) into ``run_dir``; return ``run_dir``.
+
+    ``device``: "cpu" or "cuda"; by default the GPU when there is one.
+    """
+    if device not in (None, "cpu", "cuda"):
+        raise UserError(f"device must be 'cpu' or 'cuda', got {device!r}")
     run_dir = Path(run_dir)
-    ctx = distributed.setup()
+    ctx = distributed.setup(device)
     try:
         _train(copy.deepcopy(cfg), run_dir, resume, ctx)
     finally:
@@ -64,7 +69,7 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
     cfg["dataset"] = _describe(train_set, encoder, device)
     if saved is not None:
         _check_same_config(cfg, saved[1], run_dir)
-    torch.manual_seed(derived_seed(tc["seed"], 0))  # the initial weights
+    _seed_global_rng(derived_seed(tc["seed"], 0), device)  # the initial weights
     model = build_model(modality, cfg).to(device)
     ema = EMA(model, tc["ema_decay"], tc["ema_warmup"]) if tc["ema_decay"] > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
@@ -92,7 +97,8 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
                                                        ctx.rank, ctx.world), tc["num_workers"], device.type == "cuda"))
     log = MetricsLog(run_dir, start) if ctx.is_main else None
     stop = _StopSignals()
-    pbar = tqdm(total=tc["steps"], initial=start, disable=not ctx.is_main, dynamic_ncols=True, desc=cfg["name"])
+    pbar = tqdm(total=tc["steps"], initial=start, disable=not ctx.is_main, dynamic_ncols=True,
+                mininterval=1.0, desc=cfg["name"])
     autocast = (torch.autocast(device.type, dtype=AUTOCAST[tc["precision"]]) if tc["precision"] in AUTOCAST
                 else contextlib.nullcontext())
 
@@ -108,7 +114,7 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
             batch = next(batches)
             for group in opt.param_groups:
                 group["lr"] = tc["lr"] * lr_factor(step, tc)
-            torch.manual_seed(derived_seed(tc["seed"], 3, step, ctx.rank))  # dropout inside the network
+            _seed_global_rng(derived_seed(tc["seed"], 3, step, ctx.rank), device)  # dropout inside the network
             t, noise, dropped = _global_draws(step, cfg, schedule, device)
             x = batch["x"].to(device, non_blocking=True)
             mask = batch["mask"].to(device, non_blocking=True) if "mask" in batch else None
@@ -186,6 +192,14 @@ def lr_factor(step: int, tc: dict) -> float:
         return 1.0
     progress = (step - tc["warmup_steps"]) / max(1, tc["steps"] - tc["warmup_steps"])
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _seed_global_rng(seed: int, device: torch.device) -> None:
+    """Seed the default generators of the CPU and of ``device`` (torch.manual_seed would also queue
+    a lazy seeding, with a formatted stack, for every accelerator type not yet initialised)."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
 
 
 def _global_draws(step: int, cfg: dict, schedule, device):
