@@ -98,6 +98,9 @@ class UNet(nn.Module):
             emb = emb + self.label_embed(cond, x.shape[0], x.device)
         emb = F.silu(emb)  # every block's projection starts from SiLU(emb), so apply it once here
 
+        if self.dims == 2 and x.device.type == "cpu":
+            # oneDNN's convolutions run about 20% faster in NHWC than NCHW on CPU (bench_unet.py)
+            x = x.contiguous(memory_format=torch.channels_last)
         h = self.input_conv(x)
         skips = [h]
         for layers in self.down:
@@ -106,7 +109,7 @@ class UNet(nn.Module):
         h = self._run(self.middle, h, emb)
         for layers in self.up:
             h = self._run(layers, torch.cat([h, skips.pop()], dim=1), emb)
-        return self.out_conv(F.silu(self.out_norm(h)))
+        return self.out_conv(F.silu(self.out_norm(h))).contiguous()
 
     @staticmethod
     def _run(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
