@@ -19,6 +19,14 @@ CFG = ["model.hidden=16", "model.depth=1", "model.time_dim=8", "data.n_train=256
        "sample.n=8", "sample.steps=2"]
 
 
+def forkserver():
+    """Processes forked from a server that imported torch and the engine once but never ran
+    autograd (plain fork is refused once this process has run a backward pass next to a GPU)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["multidiff.engine.trainer", "modalities.toy2d"])
+    return ctx
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -29,6 +37,7 @@ def train_as_rank(rank: int, world: int, port: int, cfg: dict, run_dir) -> None:
     """What torchrun does for each process: set the rendezvous variables, then run the trainer."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
+    torch.set_num_threads(1)
     train(cfg, run_dir)
 
 
@@ -36,7 +45,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     cfg = load_recipe("toy2d", "quick", CFG)
     train(cfg, tmp_path / "single")
     port = free_port()
-    ctx = multiprocessing.get_context("fork")  # torch is already imported here: no second start-up
+    ctx = forkserver()
     ranks = [ctx.Process(target=train_as_rank, args=(r, 2, port, cfg, tmp_path / "ddp")) for r in range(2)]
     for p in ranks:
         p.start()

@@ -19,7 +19,7 @@ from multidiff.engine.errors import UserError
 from multidiff.engine.generate import load_run
 
 train = functools.partial(trainer.train, device="cpu")  # exact comparisons and forks need the CPU
-torch.set_num_threads(1)  # the forked child inherits it: same arithmetic
+torch.set_num_threads(1)
 # A constant learning rate makes the run's total length irrelevant to its first steps, so a run
 # planned for many steps and killed can be compared with a short uninterrupted one.
 TINY = ["model.hidden=16", "model.depth=1", "model.time_dim=8", "data.n_train=256", "data.n_test=256",
@@ -44,12 +44,19 @@ def snapshot(folder: Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+def train_with_one_thread(cfg, run_dir):
+    torch.set_num_threads(1)  # as in this process: the same arithmetic
+    train(cfg, run_dir)
+
+
 def test_sigkill_then_resume_matches_an_uninterrupted_run_bit_for_bit(tmp_path):
     run = tmp_path / "killed"
-    # A forked child process (no second start-up of Python and torch) trains "forever" and is
-    # killed with SIGKILL as soon as its first checkpoint is on disk.
-    child = multiprocessing.get_context("fork").Process(
-        target=train, args=(tiny("train.steps=1000000", "train.ckpt_every=3"), run), daemon=True)
+    # A child process trains "forever" and is killed with SIGKILL as soon as its first checkpoint
+    # is on disk. It is forked from a server that already imported torch (see test_ddp.forkserver).
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["multidiff.engine.trainer", "modalities.toy2d"])
+    child = ctx.Process(
+        target=train_with_one_thread, args=(tiny("train.steps=1000000", "train.ckpt_every=3"), run), daemon=True)
     child.start()
     weights = run / "checkpoints" / checkpoint.WEIGHTS_NAME
     deadline = time.monotonic() + 120
