@@ -1,0 +1,138 @@
+"""The points modality: 3-D point clouds from meshes or point files, a point transformer, PLY/NPY
+output, scatter previews, and MMD / COV / 1-NNA with Chamfer and earth mover's distances.
+
+Recipe keys it reads:
+    [data]   path ("" = the synthetic primitives), n_points, normalize (unit_sphere | global | none),
+             conditional, categories ([] = all), train_per_class / test_per_class (synthetic: how many
+             shapes; a folder: at most that many files per category, 0 = all), skip_bad_files, seed
+    [model]  width, depth, heads
+    [eval]   n (the engine's), seed (which reference clouds are drawn), emd (false = CD metrics only)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modalities.points import io
+from modalities.points.data import PointCloudSet, cache_root, load_folder
+from modalities.points.metrics import set_metrics
+from modalities.points.normalize import check_protocol, global_standardisation
+from modalities.points.synthetic import primitives
+from modalities.points.transformer import PointTransformer
+from multidiff.modality import Encoder, Modality
+
+
+class PointsEncoder(Encoder):
+    """Identity, or with ``normalize = "global"`` the PVD/LION standardisation (x - mean) / std with
+    the per-axis mean and the single pooled std of the training set, kept as buffers so that a
+    checkpoint maps its samples back to the data's units."""
+
+    def __init__(self, normalize: str):
+        super().__init__()
+        self.normalize = check_protocol(normalize)
+        self.register_buffer("centre", torch.zeros(3))
+        self.register_buffer("scale", torch.ones(()))
+
+    def fit(self, dataset: PointCloudSet) -> None:
+        if self.normalize == "global":
+            transform = global_standardisation(dataset.clouds.numpy())
+            self.centre.copy_(torch.as_tensor(transform.centre))
+            self.scale.fill_(transform.scale)
+
+    def encode(self, x, mask=None):
+        return (x - self.centre) / self.scale, mask
+
+    def decode(self, z):
+        return z * self.scale + self.centre
+
+
+def _require(section: dict, key: str, where: str):
+    if key not in section:
+        raise KeyError(f"the recipe's [{where}] section needs {key!r}")
+    return section[key]
+
+
+def _class_names(cfg: dict) -> list[str]:
+    return list(cfg.get("dataset", {}).get("class_names", []))
+
+
+class PointsModality(Modality):
+    name = "points"
+    cond_key = "category"
+
+    def dataset(self, cfg: dict, split: str) -> PointCloudSet:
+        d = cfg["data"]
+        common = dict(n_points=_require(d, "n_points", "data"), seed=d.get("seed", 0),
+                      categories=d.get("categories", []), conditional=d.get("conditional", True),
+                      normalize=d.get("normalize", "unit_sphere"))
+        per_class = d.get(f"{split}_per_class", 0)
+        if not d.get("path"):
+            return primitives(split, per_class=per_class, **common)
+        return load_folder(Path(d["path"]), split, skip_bad_files=d.get("skip_bad_files", False),
+                           max_per_class=per_class, cache=cache_root() / "meshes", **common)
+
+    def encoder(self, cfg: dict) -> Encoder:
+        return PointsEncoder(cfg["data"].get("normalize", "unit_sphere"))
+
+    def backbone(self, cfg: dict, shape, num_classes: int) -> torch.nn.Module:
+        if len(shape) != 2 or shape[1] != 3:
+            raise ValueError(f"the points modality works on clouds of shape (N, 3), got examples of shape {tuple(shape)}")
+        m = cfg["model"]
+        return PointTransformer(num_classes, width=m.get("width", 128), depth=m.get("depth", 4),
+                                heads=m.get("heads", 4))
+
+    def write(self, x, labels, out_dir: Path, cfg: dict) -> list[Path]:
+        return io.write_clouds(x, labels, out_dir, _class_names(cfg))
+
+    def preview(self, x, labels, path: Path, cfg: dict) -> Path:
+        return io.preview(x, labels, path, _class_names(cfg))
+
+    def evaluate(self, x, labels, cfg: dict, cache_dir: Path) -> dict[str, float]:
+        """MMD/COV/1-NNA (CD and EMD) of the samples against as many held-out test clouds, drawn
+        with the samples' class counts; ``ref_*``: the same for as many training clouds against the
+        same test clouds (cached in ``cache_dir``), the figure a perfect model would reach."""
+        e = cfg.get("eval", {})
+        seed, emd = e.get("seed", 0), e.get("emd", True)
+        test, train = self.dataset(cfg, "test"), self.dataset(cfg, "train")
+        counts = _class_counts(x, labels)
+        reference = test.clouds[_draw(test, counts, seed, "test")]
+        if x.shape[1:] != reference.shape[1:]:
+            raise ValueError(f"samples have shape {tuple(x.shape[1:])}, the test clouds {tuple(reference.shape[1:])}")
+        started = time.perf_counter()
+        result = set_metrics(x.detach().float().cpu(), reference, emd=emd)
+        result["eval_seconds"] = time.perf_counter() - started
+        key = hashlib.sha1(json.dumps([cfg["data"], sorted(counts.items()), seed, emd]).encode()).hexdigest()[:16]
+        cached = Path(cache_dir) / "reference" / f"{key}.json"
+        if cached.is_file():
+            baseline = json.loads(cached.read_text())
+        else:
+            baseline = set_metrics(train.clouds[_draw(train, counts, seed, "train")], reference, emd=emd)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps(baseline, indent=2) + "\n")
+        return {**result, **{f"ref_{k}": v for k, v in baseline.items()}}
+
+
+def _class_counts(x, labels) -> dict[int, int]:
+    if labels is None:
+        return {-1: len(x)}
+    values, counts = np.unique(np.asarray(labels.cpu()), return_counts=True)
+    return dict(zip(values.tolist(), counts.tolist()))
+
+
+def _draw(dataset: PointCloudSet, counts: dict[int, int], seed: int, split: str) -> torch.Tensor:
+    """Indices of ``counts[c]`` clouds of each class c (-1: of any class), drawn without replacement."""
+    rng = np.random.default_rng([seed, 0 if split == "train" else 1])
+    labels = dataset.labels.numpy()
+    chosen = []
+    for label, count in sorted(counts.items()):
+        pool = np.arange(len(labels)) if label < 0 else np.flatnonzero(labels == label)
+        if count > len(pool):
+            name = dataset.class_names[label] if 0 <= label < len(dataset.class_names) else "any class"
+            raise ValueError(f"evaluation needs {count} {split} clouds of {name}, the {split} split has {len(pool)}")
+        chosen.append(rng.choice(pool, count, replace=False))
+    return torch.as_tensor(np.concatenate(chosen))
