@@ -40,8 +40,9 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
     schedule: a ``multidiff.schedules`` name or Schedule. noise: the standard-normal starting tensor of
     ``shape`` (float64 noise keeps the whole run in float64); else drawn per sample on the model's device.
     options: ``placement`` (a ``multidiff.steps`` name; default per sampler in DEFAULT_PLACEMENT),
-    ``sigma_data`` (edm), and the sampler's own keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order,
-    variant). Network calls: ``steps`` for every sampler, 2 * steps - 1 for heun (with guidance each call
+    ``sigma_data`` (edm), ``first_index`` (index of this batch's first sample within a larger set drawn
+    in chunks with generators of one seed: chunked draws then equal one batch), and the sampler's own
+    keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order, variant). Network calls: ``steps`` for every sampler, 2 * steps - 1 for heun (with guidance each call
     runs the conditional and unconditional branches as one doubled batch).
     """
     schedule = schedules.get(schedule)
@@ -59,6 +60,7 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
         raise ValueError(f"prediction {prediction!r} cannot give x0 where alpha = 0 (the schedule ends in pure noise "
                          f"at t = {float(times[0]):g}); use prediction 'v' or 'x0'")
     sigma_data = options.pop("sigma_data", 0.5)
+    first_index = int(options.pop("first_index", 0))
     accepted = set(inspect.signature(run).parameters) - {"denoise", "x", "times", "schedule", "noise"}
     unknown = set(options) - accepted
     if unknown:
@@ -66,7 +68,7 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
                          f"it takes: placement, sigma_data, {', '.join(sorted(accepted)) or 'nothing else'}")
 
     device = noise.device if noise is not None else _device_of(model, cond)
-    generators = _per_sample_generators(generator, shape[0])
+    generators = _per_sample_generators(generator, shape[0], first_index)
     if noise is None:
         noise = _draw(generators, shape, torch.float32, device)
     elif tuple(noise.shape) != shape:
@@ -100,10 +102,10 @@ def _device_of(model, cond) -> torch.device:
     return cond.device if cond is not None else torch.device("cpu")
 
 
-def _per_sample_generators(generator, batch: int) -> list[torch.Generator]:
-    """Generator i seeded from (seed, i), where seed comes from ``generator`` (seed 0 if None)."""
+def _per_sample_generators(generator, batch: int, first_index: int = 0) -> list[torch.Generator]:
+    """Generator i seeded from (seed, first_index + i), where seed comes from ``generator`` (seed 0 if None)."""
     seed = 0 if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
-    states = np.random.SeedSequence(seed).spawn(batch)
+    states = [np.random.SeedSequence(seed, spawn_key=(first_index + i,)) for i in range(batch)]
     return [torch.Generator().manual_seed(int(s.generate_state(1, np.uint64)[0] >> 1)) for s in states]
 
 

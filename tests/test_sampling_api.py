@@ -38,6 +38,14 @@ def test_a_seeded_sample_does_not_depend_on_its_batch(name):
     assert not torch.allclose(small, other)
 
 
+def test_chunked_draws_with_first_index_equal_one_batch():
+    model = MIX.model("eps", LINEAR)
+    whole = multidiff.sample(model, (5, 3), schedule="linear", sampler="ddpm", steps=6, generator=seeded(3))
+    tail = multidiff.sample(model, (3, 3), schedule="linear", sampler="ddpm", steps=6, generator=seeded(3),
+                            first_index=2)
+    assert torch.equal(whole[2:], tail)
+
+
 def test_sample_runs_the_sampler_from_sigma_max_times_noise():
     noise = torch.randn(4, 2, generator=seeded(0), dtype=torch.float64)
     x = multidiff.sample(MIX.model("x0", LINEAR), (4, 2), schedule="linear", sampler="dpmpp_3m", steps=30,

@@ -3,7 +3,8 @@
 The checkpoint's metadata holds the resolved config, including ``cfg["dataset"]`` (data shape,
 encoded shape, class names), so nothing else is needed. Samples use the EMA weights when the
 run kept an EMA. A seed fixes the samples: the starting noise of sample i is row i of one draw
-from that seed, and each chunk of ``sample.batch_size`` samples gets its own derived generator.
+from that seed, and its later noise (stochastic samplers) comes from a stream keyed by (seed, i), so
+the samples do not depend on how ``sample.batch_size`` chunks them.
 """
 from __future__ import annotations
 
@@ -85,11 +86,12 @@ def draw(run: Run, labels: torch.Tensor | None, n: int, *, sampler: str, steps: 
     chunk = cfg["sample"]["batch_size"]
     out = []
     for i in range(0, n, chunk):
-        gen = torch.Generator().manual_seed(derived_seed(seed, 2, i // chunk))
+        gen = torch.Generator().manual_seed(derived_seed(seed, 2))
         cond = None if labels is None else labels[i:i + chunk].to(device)
         z = sample(run.model, (len(noise[i:i + chunk]), *shape), schedule=schedule, sampler=sampler, steps=steps,
                    prediction=diffusion["prediction"], cond=cond, guidance_scale=guidance,
-                   noise=noise[i:i + chunk].to(device), generator=gen, sigma_data=diffusion["sigma_data"])
+                   noise=noise[i:i + chunk].to(device), generator=gen, first_index=i,
+                   sigma_data=diffusion["sigma_data"])
         out.append(run.encoder.decode(z.float()).cpu())
     return torch.cat(out)
 
