@@ -60,11 +60,15 @@ def test_auction_emd_is_a_true_matching_within_its_epsilon_bound():
     assert np.all(approx <= exact + slack + 1e-6)
 
 
-def test_emd_refuses_clouds_of_different_sizes():
+def test_emd_refuses_clouds_of_different_sizes_and_non_finite_clouds():
     with pytest.raises(ValueError, match="same shape"):
         emd_exact(np.zeros((4, 3)), np.zeros((5, 3)))
     with pytest.raises(ValueError, match="equal size"):
         distance_matrices(clouds(2, 4, 0), clouds(2, 5, 1))
+    bad = clouds(2, 4, 0)
+    bad[1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        set_metrics(bad, clouds(2, 4, 1))
 
 
 def test_distance_matrices_in_small_chunks_equal_pairwise_values(monkeypatch):

@@ -130,6 +130,8 @@ def distance_matrices(x: torch.Tensor, y: torch.Tensor | None = None, *, emd: bo
         raise ValueError(f"expected clouds (A, N, 3) and (B, M, 3), got {tuple(x.shape)} and {tuple(y.shape)}")
     if emd and x.shape[1] != y.shape[1]:
         raise ValueError(f"EMD needs clouds of equal size, got {x.shape[1]} and {y.shape[1]} points")
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise ValueError("cannot measure distances between clouds with NaN or infinite coordinates")
     x, y = x.float(), y.float().to(x.device)
     if symmetric:
         i, j = torch.triu_indices(len(x), len(x), offset=1, device=x.device)
