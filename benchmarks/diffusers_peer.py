@@ -95,13 +95,12 @@ def noise_level(scheduler, index: int, timestep) -> tuple[float, float]:
     return alpha, ve_sigma * alpha
 
 
-def sample(config: PeerConfig, noise: torch.Tensor, eps_at: EpsAt, nfe: int) -> tuple[torch.Tensor, int]:
-    """Run the scheduler loop from standard-normal `noise` (the sample at t = 1) within `nfe` network calls.
-
-    Returns the final sample and the number of network calls it made.
+def sample(config: PeerConfig, x_start: torch.Tensor, eps_at: EpsAt, nfe: int) -> tuple[torch.Tensor, int]:
+    """Run the scheduler loop from `x_start`, the variance-preserving sample at t = 1 (timestep 999),
+    within `nfe` network calls. Returns the final sample and the number of network calls it made.
     """
     scheduler = config.make(config.steps_for_nfe(nfe))
-    x = noise * scheduler.init_noise_sigma
+    x = x_start * scheduler.init_noise_sigma   # sigma-based schedulers keep x / alpha; 1 / alpha(1) is their scale
     calls = 0
     for index, timestep in enumerate(scheduler.timesteps):
         x_in = scheduler.scale_model_input(x, timestep)

@@ -12,8 +12,9 @@ DIM = 16
 @pytest.fixture(scope="module")
 def setup():
     g = torch.Generator().manual_seed(0)
-    mix = GaussianMixture(torch.rand(8, generator=g) + 0.5, 0.05 * torch.randn(8, DIM, generator=g, dtype=torch.float64),
-                          0.02 + 0.04 * torch.rand(8, generator=g, dtype=torch.float64))
+    weights = torch.rand(8, generator=g) + 0.5
+    means = 0.05 * torch.randn(8, DIM, generator=g, dtype=torch.float64)
+    mix = GaussianMixture(weights, means, 0.02 + 0.04 * torch.rand(8, generator=g, dtype=torch.float64))
     schedule = schedules.get("linear")
     model = mix.model("eps", schedule)
     threads = torch.get_num_threads()
