@@ -177,21 +177,29 @@ def print_report(errors: dict, overhead: list, seconds: float) -> None:
         print(f"| {budget} | {ours[1]} | {ours[0]:.2e} | {theirs[1]} | {theirs[0]:.2e} | {ratio:.2f} | {verdict} "
               f"| {plain[1]} | {plain[0]:.2e} | {plain[0] / theirs[0]:.2f} |")
 
+    print_overhead(overhead)
+    print(f"\n(benchmark wall time {seconds:.0f} s)")
+
+
+def print_overhead(overhead: list) -> None:
     print(f"\n### Sampler overhead per network call (us), free network, batch {OVERHEAD_SHAPE}, "
           f"{OVERHEAD_STEPS} steps, float32, {torch.get_num_threads()} thread(s)\n")
     print("| multidiff sampler | us / call | diffusers scheduler | us / call | ratio |")
     print("| --- | ---: | --- | ---: | ---: |")
     for sampler, ours, label, theirs in overhead:
         print(f"| {sampler} | {ours:.0f} | {label} | {theirs:.0f} | {ours / theirs:.2f} |")
-    print(f"\n(benchmark wall time {seconds:.0f} s)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples and repeats (about a minute)")
+    parser.add_argument("--overhead-only", action="store_true", help="only the per-call overhead table")
     args = parser.parse_args()
     torch.set_num_threads(1)   # steadier timings on a shared machine; both libraries get the same
     begin = time.perf_counter()
+    if args.overhead_only:
+        print_overhead(overhead_table(repeats=3 if args.quick else 7))
+        return
     errors = error_tables(n_samples=200 if args.quick else 1000, pilot_batch=64 if args.quick else 256)
     overhead = overhead_table(repeats=3 if args.quick else 7)
     print_report(errors, overhead, time.perf_counter() - begin)
