@@ -82,6 +82,10 @@ class Denoiser:
     The network may run in any precision; its output is taken to float32 (float64 when x_t is
     float64) before the combination, so sampler arithmetic never happens in bf16/fp16. A network
     output of the wrong shape, or containing NaN/Inf, raises a ValueError naming the time.
+
+    Every form is D = cx x_t + cy out (x0: D = out), two fused passes over the batch. A sampler
+    calls with one time shared by the batch; ``prepare(times)`` evaluates the schedule at all of
+    them at once, and such calls then look their coefficients up as Python numbers.
     """
 
     def __init__(self, model, schedule: Schedule, prediction: str = "eps", sigma_data: float = 0.5):
@@ -89,39 +93,62 @@ class Denoiser:
         self.schedule = schedule
         self.prediction = check_name(prediction)
         self.sigma_data = sigma_data
+        self._prepared: dict[float, tuple] = {}
+
+    def prepare(self, times: torch.Tensor) -> None:
+        """Precompute the coefficients at ``times``, given in the dtype the calls will pass t in."""
+        coefficients = self._coefficients(*self.schedule.alpha_sigma(times.double()))
+        columns = [c.tolist() if c is not None else [None] * len(times) for c in coefficients]
+        self._prepared.update(zip(times.tolist(), zip(*columns)))
 
     def network_input(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.prediction != "edm":
             return x_t
-        alpha, sigma = self.schedule.alpha(t.double()), self.schedule.sigma(t.double())
-        c_in = edm_coefficients(alpha, sigma, self.sigma_data)[2] / alpha
+        c_in = self._coefficients(*self.schedule.alpha_sigma(t.double()))[0]
         return x_t * _expand(c_in, x_t).to(x_t.dtype)
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
-        out = self.model(self.network_input(x_t, t), t, cond)
+        work = torch.float64 if x_t.dtype == torch.float64 else torch.float32
+        c_in, cx, cy = self._coefficients_at(t, x_t, work)
+        out = self.model(x_t if c_in is None else x_t * c_in, t, cond)
         if not isinstance(out, torch.Tensor) or out.shape != x_t.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"the model returned shape {got} for input of shape {tuple(x_t.shape)}; "
                              f"it must return a {self.prediction!r} prediction of the input's shape")
-        work = torch.float64 if x_t.dtype == torch.float64 else torch.float32
         out = out.to(work)
-        if not torch.isfinite(out).all():
+        # NaN or Inf anywhere makes the sum non-finite; only then is the full check (about 20 times
+        # dearer) needed, to tell it from a finite output whose sum overflowed.
+        if not torch.isfinite(out.sum()) and not torch.isfinite(out).all():
             raise ValueError(f"the model returned NaN or Inf at t = {t.flatten()[0].item():.6g}")
-        return self.to_x0(out, x_t.to(work), t)
+        if self.prediction == "x0":
+            return out
+        d = x_t.to(work) * cx
+        return d.add_(out, alpha=cy) if isinstance(cy, float) else d.addcmul_(cy, out)
 
-    def to_x0(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        alpha, sigma = self.schedule.alpha(t.double()), self.schedule.sigma(t.double())
+    def _coefficients_at(self, t: torch.Tensor, x_t: torch.Tensor, work: torch.dtype) -> tuple:
+        """(c_in, cx, cy) at t: prepared Python numbers when the batch shares a prepared time, else
+        tensors broadcastable against x_t (c_in in x_t's dtype, cx and cy in the working dtype)."""
+        if self._prepared:
+            values = t.tolist()
+            if values.count(values[0]) == len(values) and values[0] in self._prepared:
+                return self._prepared[values[0]]
+        c_in, cx, cy = self._coefficients(*self.schedule.alpha_sigma(t.double()))
+        return (None if c_in is None else _expand(c_in, x_t).to(x_t.dtype),
+                None if cx is None else _expand(cx, x_t).to(work), None if cy is None else _expand(cy, x_t).to(work))
+
+    def _coefficients(self, alpha: torch.Tensor, sigma: torch.Tensor) -> tuple:
+        """(c_in or None, cx, cy) in float64: the network sees c_in x_t, and D = cx x_t + cy out
+        (cx, cy None for x0). Raises where eps or edm would divide by alpha = 0."""
         if self.prediction in ("eps", "edm") and bool((alpha == 0).any()):
             raise ValueError(f"prediction {self.prediction!r} cannot give x0 where alpha = 0 (pure noise); "
                              "use prediction 'v' or 'x0' with a zero-terminal-SNR schedule")
-        a, s = _expand(alpha, x_t).to(x_t.dtype), _expand(sigma, x_t).to(x_t.dtype)
-        if self.prediction == "eps":
-            return (x_t - s * out) / a
         if self.prediction == "x0":
-            return out
-        if self.prediction == "v":
-            return a * x_t - s * out
-        c_skip, c_out, _ = edm_coefficients(alpha, sigma, self.sigma_data)
-        return _expand(c_skip, x_t).to(x_t.dtype) * (x_t / a) + _expand(c_out, x_t).to(x_t.dtype) * out
+            return None, None, None
+        if self.prediction == "eps":                                  # (x_t - s out) / a
+            return None, 1.0 / alpha, -sigma / alpha
+        if self.prediction == "v":                                    # a x_t - s out
+            return None, alpha, -sigma
+        c_skip, c_out, c_in = edm_coefficients(alpha, sigma, self.sigma_data)   # c_skip x_t / a + c_out out
+        return c_in / alpha, c_skip / alpha, c_out

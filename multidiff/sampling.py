@@ -76,7 +76,9 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
     dtype = torch.float64 if noise.dtype == torch.float64 else torch.float32
     x = noise.to(dtype) * float(schedule.sigma(times[:1])[0])
 
-    denoiser = guided(Denoiser(model, schedule, prediction, sigma_data=sigma_data), guidance_scale)
+    denoiser = Denoiser(model, schedule, prediction, sigma_data=sigma_data)
+    denoiser.prepare(times.to(dtype))    # samplers call with t in the state's dtype
+    denoiser = guided(denoiser, guidance_scale)
     kwargs = dict(options)
     if "noise" in inspect.signature(run).parameters:
         kwargs["noise"] = lambda: _draw(generators, shape, dtype, x.device)

@@ -39,6 +39,14 @@ class Schedule:
         logsnr, dtype = _as_float64(logsnr)
         return self._t_from_logsnr(logsnr).clamp(0.0, 1.0).to(dtype)
 
+    def alpha_sigma(self, t) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha(t), sigma(t)) from one evaluation of logsnr, in t's dtype."""
+        t, dtype = _as_float64(t)
+        lam = self._logsnr(t.clamp(0.0, 1.0))
+        if not self.variance_preserving:
+            return torch.ones_like(t).to(dtype), torch.exp(-0.5 * lam).to(dtype)
+        return torch.sigmoid(lam).sqrt().to(dtype), torch.sigmoid(-lam).sqrt().to(dtype)
+
     def alpha(self, t) -> torch.Tensor:
         t, dtype = _as_float64(t)
         if not self.variance_preserving:
