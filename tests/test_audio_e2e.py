@@ -60,6 +60,11 @@ def test_real_held_out_clips_score_the_ceiling_and_noise_scores_far_below(tmp_pa
     assert judged["real_classifier_accuracy"] == real["real_classifier_accuracy"]
     assert judged["frechet_distance"] > 10 * judged["real_frechet_distance"]
     assert judged["classifier_accuracy"] < 0.5
+    # through the waveform encoder (a gain and its inverse) the decoded ceiling is the real one
+    waveform = audio.evaluate(noise, None, {**tones_cfg, "encoder": {"representation": "waveform"}}, tmp_path)
+    assert waveform["decoded_classifier_accuracy"] == pytest.approx(waveform["real_classifier_accuracy"])
+    assert waveform["decoded_frechet_distance"] == pytest.approx(waveform["real_frechet_distance"], rel=1e-3)
+    assert "classifier_accuracy" not in waveform  # no classes were asked for
 
 
 def test_evaluation_refuses_clips_of_the_wrong_length(tmp_path, tones_cfg):

@@ -61,7 +61,7 @@ class MelEncoder(Encoder):
     Griffin-Lim starts from zero phase, so decoding draws nothing at random.
     """
 
-    def __init__(self, sample_rate: int, length: int, n_fft: int = 256, hop_length: int = 64, n_mels: int = 64,
+    def __init__(self, sample_rate: int, length: int, n_fft: int = 256, hop_length: int = 64, n_mels: int = 48,
                  f_min: float = 0.0, f_max: float | None = None, griffin_lim_iters: int = 64, floor: float = 1e-4):
         super().__init__()
         if length % hop_length:

@@ -7,6 +7,10 @@ Reported figures:
     real_classifier_accuracy   the classifier's accuracy on the held-out real clips (the ceiling)
     real_frechet_distance      the same distance for as many real training clips as there are generated
                                ones, against the same held-out clips (the ceiling: what real audio scores)
+    decoded_classifier_accuracy, decoded_frechet_distance
+                               the two ceilings again with the real clips sent through the recipe's
+                               encoder and back (fitted on the training clips; for mel that is Griffin-Lim):
+                               the best a model working in that representation can score
 
 The classifier is trained once per dataset and kept in ``cache_dir``, named by a hash of the
 training clips themselves (so any change to the files or the preprocessing trains a new one).
@@ -23,6 +27,7 @@ from multidiff.metrics import accuracy, fit_classifier, frechet_distance, predic
 
 from . import data
 from .classifier import ClipClassifier
+from .encoders import build_encoder
 
 _CLASSIFIER_VERSION = "clipcnn-2"
 
@@ -57,6 +62,11 @@ def _embed(net: ClipClassifier, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([net.embed(x[i:i + 256]) for i in range(0, len(x), 256)])
 
 
+@torch.no_grad()
+def _round_trip(encoder, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([encoder.decode(encoder.encode(x[i:i + 100])[0]) for i in range(0, len(x), 100)])
+
+
 def evaluate(x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cache_dir: Path) -> dict[str, float]:
     train, test = data.load(cfg, "train"), data.load(cfg, "test")
     x = x.detach().float().cpu()
@@ -72,6 +82,11 @@ def evaluate(x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cache_dir:
         "real_classifier_accuracy": accuracy(predict(net, test.x), test.labels),
         "real_frechet_distance": frechet_distance(_embed(net, reference).numpy(), test_emb.numpy()),
     }
+    encoder = build_encoder(cfg)
+    encoder.fit(train)
+    results["decoded_classifier_accuracy"] = accuracy(predict(net, _round_trip(encoder, test.x)), test.labels)
+    results["decoded_frechet_distance"] = frechet_distance(_embed(net, _round_trip(encoder, reference)).numpy(),
+                                                           test_emb.numpy())
     if labels is not None:
         labels = labels.cpu().long()
         asked = labels >= 0
