@@ -10,7 +10,9 @@ Every step to a nonzero time is the sampler's own update; the last step, to t = 
 denoiser's prediction at the last nonzero time (EDM, k-diffusion and DPM-Solver all end this way).
 
 The state x stays in its own dtype (float32 or float64); coefficients are float64 Python numbers; the
-denoiser returns float32 or float64 whatever the network's precision.
+denoiser returns float32 or float64 whatever the network's precision. Each update is written as one
+linear combination of whole tensors (``_combination``: one pass over the batch per term, into a new
+tensor), with its coefficients worked out in Python numbers; no tensor the sampler received is changed.
 
 NFE (network evaluations) for N = len(times) - 1 steps: N for every sampler except heun, which takes
 2N - 1 (no correction on the last step), one fewer when it starts at sigma~ = inf.
@@ -42,7 +44,16 @@ def _levels(schedule, times: torch.Tensor):
 
 
 def _denoised(denoise: Denoise, x: torch.Tensor, t: float) -> torch.Tensor:
-    return denoise(x, torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device))
+    return denoise(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))
+
+
+def _combination(*terms: tuple[float, torch.Tensor]) -> torch.Tensor:
+    """sum c y over (c, y) terms, as a new tensor: one fused pass per term."""
+    (c, y), *rest = terms
+    out = y * c
+    for c, y in rest:
+        out.add_(y, alpha=c)
+    return out
 
 
 def _needs_noise(noise: Noise | None, why: str) -> None:
@@ -59,14 +70,15 @@ def ddim(denoise: Denoise, x, times, schedule, *, eta: float = 0.0, noise: Noise
     if eta:
         _needs_noise(noise, f"ddim with eta={eta}")
     a, s, lam, _ = _levels(schedule, times)
-    for i in range(len(times) - 2):
-        d = _denoised(denoise, x, times[i])
-        eps = (x - a[i] * d) / s[i]
+    ts = times.tolist()
+    for i in range(len(ts) - 2):
+        d = _denoised(denoise, x, ts[i])
         c = eta * s[i + 1] * math.sqrt(-math.expm1(-2 * (lam[i + 1] - lam[i])))
-        x = a[i + 1] * d + math.sqrt(max(s[i + 1] ** 2 - c * c, 0.0)) * eps
+        k = math.sqrt(max(s[i + 1] ** 2 - c * c, 0.0)) / s[i]            # eps = (x - a D) / s enters as k s eps
+        x = _combination((k, x), (a[i + 1] - k * a[i], d))
         if c:
-            x = x + c * noise()
-    return _denoised(denoise, x, times[-2])
+            x.add_(noise(), alpha=c)
+    return _denoised(denoise, x, ts[-2])
 
 
 def ddpm(denoise: Denoise, x, times, schedule, *, noise: Noise | None = None):
@@ -78,13 +90,14 @@ def ddpm(denoise: Denoise, x, times, schedule, *, noise: Noise | None = None):
     """
     _needs_noise(noise, "ddpm")
     a, s, _, _ = _levels(schedule, times)
-    for i in range(len(times) - 2):
-        d = _denoised(denoise, x, times[i])
+    ts = times.tolist()
+    for i in range(len(ts) - 2):
+        d = _denoised(denoise, x, ts[i])
         a_ts = a[i] / a[i + 1]
         var_ts = s[i] ** 2 - a_ts**2 * s[i + 1] ** 2
-        x = (a_ts * s[i + 1] ** 2 / s[i] ** 2) * x + (a[i + 1] * var_ts / s[i] ** 2) * d
-        x = x + math.sqrt(max(var_ts, 0.0)) * (s[i + 1] / s[i]) * noise()
-    return _denoised(denoise, x, times[-2])
+        x = _combination((a_ts * s[i + 1] ** 2 / s[i] ** 2, x), (a[i + 1] * var_ts / s[i] ** 2, d),
+                         (math.sqrt(max(var_ts, 0.0)) * (s[i + 1] / s[i]), noise()))
+    return _denoised(denoise, x, ts[-2])
 
 
 def euler(denoise: Denoise, x, times, schedule):
@@ -94,11 +107,12 @@ def euler(denoise: Denoise, x, times, schedule):
     that sigma~ = inf works. Step for step the same as ddim with eta = 0.
     """
     a, s, _, st = _levels(schedule, times)
-    for i in range(len(times) - 2):
-        d = _denoised(denoise, x, times[i])
-        slope = (x - a[i] * d) / s[i]                      # (x~ - D) / sigma~
-        x = a[i + 1] * (d + st[i + 1] * slope)
-    return _denoised(denoise, x, times[-2])
+    ts = times.tolist()
+    for i in range(len(ts) - 2):
+        d = _denoised(denoise, x, ts[i])
+        k = a[i + 1] * st[i + 1] / s[i]                    # slope = (x~ - D) / sigma~ = (x - a D) / s
+        x = _combination((k, x), (a[i + 1] - k * a[i], d))
+    return _denoised(denoise, x, ts[-2])
 
 
 def euler_ancestral(denoise: Denoise, x, times, schedule, *, eta: float = 1.0, noise: Noise | None = None):
@@ -110,15 +124,16 @@ def euler_ancestral(denoise: Denoise, x, times, schedule, *, eta: float = 1.0, n
     if eta:
         _needs_noise(noise, f"euler_ancestral with eta={eta}")
     a, s, _, st = _levels(schedule, times)
-    for i in range(len(times) - 2):
-        d = _denoised(denoise, x, times[i])
-        slope = (x - a[i] * d) / s[i]
+    ts = times.tolist()
+    for i in range(len(ts) - 2):
+        d = _denoised(denoise, x, ts[i])
         up = min(st[i + 1], eta * st[i + 1] * math.sqrt(1 - (st[i + 1] / st[i]) ** 2))
         down = math.sqrt(st[i + 1] ** 2 - up**2)
-        x = a[i + 1] * (d + down * slope)
+        k = a[i + 1] * down / s[i]                         # slope = (x - a D) / s
+        x = _combination((k, x), (a[i + 1] - k * a[i], d))
         if up:
-            x = x + (a[i + 1] * up) * noise()
-    return _denoised(denoise, x, times[-2])
+            x.add_(noise(), alpha=a[i + 1] * up)
+    return _denoised(denoise, x, ts[-2])
 
 
 def heun(denoise: Denoise, x, times, schedule, *, s_churn: float = 0.0, s_tmin: float = 0.0,
@@ -133,26 +148,31 @@ def heun(denoise: Denoise, x, times, schedule, *, s_churn: float = 0.0, s_tmin: 
     if s_churn:
         _needs_noise(noise, f"heun with s_churn={s_churn}")
     a, s, _, st = _levels(schedule, times)
-    n = len(times) - 1
+    ts = times.tolist()
+    n = len(ts) - 1
     gamma = min(s_churn / n, math.sqrt(2) - 1)
     for i in range(n):
-        t, a_hat, s_hat, st_hat = float(times[i]), a[i], s[i], st[i]
+        t, a_hat, s_hat, st_hat = ts[i], a[i], s[i], st[i]
         if gamma and s_tmin <= st[i] <= s_tmax and math.isfinite(st[i]):
             raised = torch.tensor(-2 * math.log(st[i] * (1 + gamma)), dtype=torch.float64)
             t_hat = schedule.t_from_logsnr(raised).reshape(1)
             t, a_hat, s_hat = float(t_hat), float(schedule.alpha(t_hat)), float(schedule.sigma(t_hat))
             st_hat = s_hat / a_hat
-            x = a_hat * (x / a[i] + math.sqrt(max(st_hat**2 - st[i] ** 2, 0.0)) * s_noise * noise())
+            x = _combination((a_hat / a[i], x), (a_hat * math.sqrt(max(st_hat**2 - st[i] ** 2, 0.0)) * s_noise, noise()))
         d = _denoised(denoise, x, t)
         if i == n - 1:
             return d
-        slope = (x - a_hat * d) / s_hat
-        x_next = d + st[i + 1] * slope                      # Euler: x~ + (sigma~_next - sigma~) slope
-        if math.isfinite(st_hat):
-            d_next = _denoised(denoise, a[i + 1] * x_next, times[i + 1])
-            slope_next = (x_next - d_next) / st[i + 1]
-            x_next = x / a_hat + (st[i + 1] - st_hat) * 0.5 * (slope + slope_next)
-        x = a[i + 1] * x_next
+        # Euler to x_euler = a_next (D + sigma~_next slope), slope = (x~ - D) / sigma~ = (x - a D) / s
+        k = a[i + 1] * st[i + 1] / s_hat
+        x_euler = _combination((k, x), (a[i + 1] - k * a_hat, d))
+        if not math.isfinite(st_hat):
+            x = x_euler
+            continue
+        # a_next (x~ + (sigma~_next - sigma~) (slope + slope_next) / 2), slope_next = (x_euler / a_next - D_next) / sigma~_next
+        d_next = _denoised(denoise, x_euler, ts[i + 1])
+        half = 0.5 * (st[i + 1] - st_hat)
+        k, k_next = a[i + 1] * half / s_hat, half / st[i + 1]
+        x = _combination((a[i + 1] / a_hat + k, x), (-k * a_hat, d), (k_next, x_euler), (-a[i + 1] * k_next, d_next))
 
 
 def dpmpp_2m(denoise: Denoise, x, times, schedule):
@@ -161,14 +181,19 @@ def dpmpp_2m(denoise: Denoise, x, times, schedule):
     x_next = (s_next / s) x - a_next expm1(-h) D', D' = (1 + 1/(2r)) D - 1/(2r) D_prev, r = h_prev / h.
     """
     a, s, lam, _ = _levels(schedule, times)
+    ts = times.tolist()
     prev = None                                              # (D, h) of the previous step
-    for i in range(len(times) - 2):
-        d = _denoised(denoise, x, times[i])
+    for i in range(len(ts) - 2):
+        d = _denoised(denoise, x, ts[i])
         h = lam[i + 1] - lam[i]
-        d_mixed = d if prev is None else d + (d - prev[0]) * (h / (2 * prev[1]))
-        x = (s[i + 1] / s[i]) * x - (a[i + 1] * math.expm1(-h)) * d_mixed
+        gain = -a[i + 1] * math.expm1(-h)
+        if prev is None:
+            x = _combination((s[i + 1] / s[i], x), (gain, d))
+        else:
+            r = h / (2 * prev[1])
+            x = _combination((s[i + 1] / s[i], x), (gain * (1 + r), d), (-gain * r, prev[0]))
         prev = (d, h) if math.isfinite(h) else None
-    return _denoised(denoise, x, times[-2])
+    return _denoised(denoise, x, ts[-2])
 
 
 def dpmpp_3m(denoise: Denoise, x, times, schedule):
@@ -181,26 +206,31 @@ def dpmpp_3m(denoise: Denoise, x, times, schedule):
     -phi3 d2, which is not exact for quadratic D and measures second order on the analytic mixture.)
     """
     a, s, lam, _ = _levels(schedule, times)
+    ts = times.tolist()
     history: list[tuple[torch.Tensor, float]] = []           # (D, h) of earlier steps, newest first
-    for i in range(len(times) - 2):
-        d = _denoised(denoise, x, times[i])
+    for i in range(len(ts) - 2):
+        d = _denoised(denoise, x, ts[i])
         h = lam[i + 1] - lam[i]
-        x = (s[i + 1] / s[i]) * x - (a[i + 1] * math.expm1(-h)) * d
+        terms = [(s[i + 1] / s[i], x), (-a[i + 1] * math.expm1(-h), d)]
         phi2 = math.expm1(-h) / h + 1 if math.isfinite(h) else 1.0
         if len(history) >= 2:
+            # phi2 d1 - 2 phi3 d2 = p0 diff0 + p1 diff1 with diff0 = (D - D_1) / r0, diff1 = (D_1 - D_2) / r1
             (d1_prev, h1), (d2_prev, h2) = history[:2]
             r0, r1 = h1 / h, h2 / h
-            diff0 = (d - d1_prev) / r0
-            diff1 = (d1_prev - d2_prev) / r1
-            d1 = diff0 + (diff0 - diff1) * (r0 / (r0 + r1))
-            d2 = (diff0 - diff1) / (r0 + r1)
             phi3 = phi2 / h - 0.5
-            x = x + a[i + 1] * (phi2 * d1 - 2 * phi3 * d2)
+            p0 = phi2 * (1 + r0 / (r0 + r1)) - 2 * phi3 / (r0 + r1)
+            p1 = -phi2 * r0 / (r0 + r1) + 2 * phi3 / (r0 + r1)
+            c0, c1 = a[i + 1] * p0 / r0, a[i + 1] * p1 / r1
+            terms[1] = (terms[1][0] + c0, d)
+            terms += [(c1 - c0, d1_prev), (-c1, d2_prev)]
         elif history:
             d1_prev, h1 = history[0]
-            x = x + (a[i + 1] * phi2 * h / h1) * (d - d1_prev)
+            c = a[i + 1] * phi2 * h / h1                    # c (D - D_1)
+            terms[1] = (terms[1][0] + c, d)
+            terms.append((-c, d1_prev))
+        x = _combination(*terms)
         history = [(d, h)] + history[:1] if math.isfinite(h) else []
-    return _denoised(denoise, x, times[-2])
+    return _denoised(denoise, x, ts[-2])
 
 
 def dpmpp_2m_sde(denoise: Denoise, x, times, schedule, *, eta: float = 1.0, noise: Noise | None = None):
@@ -212,18 +242,24 @@ def dpmpp_2m_sde(denoise: Denoise, x, times, schedule, *, eta: float = 1.0, nois
     if eta:
         _needs_noise(noise, f"dpmpp_2m_sde with eta={eta}")
     a, s, lam, _ = _levels(schedule, times)
+    ts = times.tolist()
     prev = None
-    for i in range(len(times) - 2):
-        d = _denoised(denoise, x, times[i])
+    for i in range(len(ts) - 2):
+        d = _denoised(denoise, x, ts[i])
         h = lam[i + 1] - lam[i]
         eta_h = eta * h if eta else 0.0
-        gain = -math.expm1(-h - eta_h)
-        d_mixed = d if prev is None else d + (d - prev[0]) * (h / (2 * prev[1]))
-        x = (s[i + 1] / s[i] * math.exp(-eta_h)) * x + (a[i + 1] * gain) * d_mixed
+        gain = -a[i + 1] * math.expm1(-h - eta_h)
+        terms = [(s[i + 1] / s[i] * math.exp(-eta_h), x)]
+        if prev is None:
+            terms.append((gain, d))
+        else:
+            r = h / (2 * prev[1])
+            terms += [(gain * (1 + r), d), (-gain * r, prev[0])]
         if eta_h:
-            x = x + (s[i + 1] * math.sqrt(-math.expm1(-2 * eta_h))) * noise()
+            terms.append((s[i + 1] * math.sqrt(-math.expm1(-2 * eta_h)), noise()))
+        x = _combination(*terms)
         prev = (d, h) if math.isfinite(h) else None
-    return _denoised(denoise, x, times[-2])
+    return _denoised(denoise, x, ts[-2])
 
 
 def unipc(denoise: Denoise, x, times, schedule, *, order: int = 2, variant: str = "bh2"):
@@ -238,11 +274,12 @@ def unipc(denoise: Denoise, x, times, schedule, *, order: int = 2, variant: str 
     if variant not in ("bh1", "bh2"):
         raise ValueError(f"unipc variant must be 'bh1' or 'bh2', got {variant!r}")
     a, s, lam, _ = _levels(schedule, times)
+    ts = times.tolist()
     history: list[tuple[float, torch.Tensor]] = []           # (lam, D) at finite lam, newest first
     start = None                                              # (x, index, order) of the last predictor step
-    for i in range(len(times) - 1):
-        d = _denoised(denoise, x, times[i])
-        if i == len(times) - 2:
+    for i in range(len(ts) - 1):
+        d = _denoised(denoise, x, ts[i])
+        if i == len(ts) - 2:
             return d
         if start is not None:                                 # UniC: correct x with the new evaluation
             x0, j, p = start
@@ -252,7 +289,7 @@ def unipc(denoise: Denoise, x, times, schedule, *, order: int = 2, variant: str 
         if history:
             x_next = _unipc_update(x, history, lam[i], lam[i + 1], s[i], s[i + 1], a[i + 1], p, variant)
         else:                                                 # from sigma~ = inf: the DDIM limit
-            x_next = (s[i + 1] / s[i]) * x + a[i + 1] * d
+            x_next = _combination((s[i + 1] / s[i], x), (a[i + 1], d))
         start = (x, i, p) if history else None
         x = x_next
 
@@ -265,11 +302,11 @@ def _unipc_update(x, history, lam0, lam_next, s0, s_next, a_next, order, variant
     m0 = history[0][1]
     h = lam_next - lam0
     h_phi_1 = math.expm1(-h)
-    x_lin = (s_next / s0) * x - (a_next * h_phi_1) * m0
+    x_lin = [(s_next / s0, x), (-a_next * h_phi_1, m0)]
     if order == 1 and d_next is None:
-        return x_lin
+        return _combination(*x_lin)
     ratios = [(lam_k - lam0) / h for lam_k, _ in history[1:order]]
-    diffs = [(m_k - m0) / r for (_, m_k), r in zip(history[1:order], ratios)]
+    earlier = [m_k for _, m_k in history[1:order]]          # diff_k = (m_k - m0) / r_k
     ratios.append(1.0)
     b_h = -h if variant == "bh1" else h_phi_1
     b, h_phi_k, factorial = [], h_phi_1 / -h - 1, 1
@@ -280,11 +317,15 @@ def _unipc_update(x, history, lam0, lam_next, s0, s_next, a_next, order, variant
     powers = np.array([[r**k for r in ratios] for k in range(order)])
     if d_next is None:
         rhos = [0.5] if order == 2 else np.linalg.solve(powers[:-1, :-1], b[:-1]).tolist()
-        correction = sum(rho * diff for rho, diff in zip(rhos, diffs))
+        corrected = list(zip(rhos, ratios, earlier))
     else:
         rhos = [0.5] if order == 1 else np.linalg.solve(powers, b).tolist()
-        correction = sum((rho * diff for rho, diff in zip(rhos[:-1], diffs)), rhos[-1] * (d_next - m0))
-    return x_lin - (a_next * b_h) * correction
+        corrected = list(zip(rhos, ratios, earlier + [d_next]))    # the last: rho (d_next - m0), r = 1
+    # x_lin - a_next b_h sum rho (m - m0) / r, regrouped per tensor
+    scale = -a_next * b_h
+    terms = x_lin + [(scale * rho / r, m) for rho, r, m in corrected]
+    terms[1] = (terms[1][0] - sum(scale * rho / r for rho, r, _ in corrected), m0)
+    return _combination(*terms)
 
 
 _SAMPLERS = {fn.__name__: fn for fn in (ddpm, ddim, euler, euler_ancestral, heun, dpmpp_2m, dpmpp_3m,
