@@ -56,31 +56,35 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
     if cond is not None and tuple(cond.shape) != shape[:1]:
         raise ValueError(f"cond must be a LongTensor of shape ({shape[0]},), got {tuple(cond.shape)}")
     times = _placement(options.pop("placement", DEFAULT_PLACEMENT[sampler]), schedule, int(steps))
-    if prediction in ("eps", "edm") and float(schedule.alpha(times[:1])[0]) == 0.0:
+    alpha_start, sigma_start = (float(v[0]) for v in schedule.alpha_sigma(times[:1]))
+    if prediction in ("eps", "edm") and alpha_start == 0.0:
         raise ValueError(f"prediction {prediction!r} cannot give x0 where alpha = 0 (the schedule ends in pure noise "
                          f"at t = {float(times[0]):g}); use prediction 'v' or 'x0'")
     sigma_data = options.pop("sigma_data", 0.5)
     first_index = int(options.pop("first_index", 0))
-    accepted = set(inspect.signature(run).parameters) - {"denoise", "x", "times", "schedule", "noise"}
+    parameters = inspect.signature(run).parameters
+    accepted = set(parameters) - {"denoise", "x", "times", "schedule", "noise"}
     unknown = set(options) - accepted
     if unknown:
         raise ValueError(f"sampler {sampler!r} takes no option(s) {sorted(unknown)}; "
                          f"it takes: placement, sigma_data, {', '.join(sorted(accepted)) or 'nothing else'}")
 
     device = noise.device if noise is not None else _device_of(model, cond)
-    generators = _per_sample_generators(generator, shape[0], first_index)
+    seed = _seed(generator)
+    draws = noise is None or "noise" in parameters
+    generators = _per_sample_generators(seed, shape[0], first_index) if draws else None
     if noise is None:
         noise = _draw(generators, shape, torch.float32, device)
     elif tuple(noise.shape) != shape:
         raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {shape}")
     dtype = torch.float64 if noise.dtype == torch.float64 else torch.float32
-    x = noise.to(dtype) * float(schedule.sigma(times[:1])[0])
+    x = noise.to(dtype) * sigma_start
 
     denoiser = Denoiser(model, schedule, prediction, sigma_data=sigma_data)
     denoiser.prepare(times.to(dtype))    # samplers call with t in the state's dtype
     denoiser = guided(denoiser, guidance_scale)
     kwargs = dict(options)
-    if "noise" in inspect.signature(run).parameters:
+    if "noise" in parameters:
         kwargs["noise"] = lambda: _draw(generators, shape, dtype, x.device)
     with torch.no_grad():
         return run(lambda x_t, t: denoiser(x_t, t, cond), x, times, schedule, **kwargs)
@@ -104,9 +108,13 @@ def _device_of(model, cond) -> torch.device:
     return cond.device if cond is not None else torch.device("cpu")
 
 
-def _per_sample_generators(generator, batch: int, first_index: int = 0) -> list[torch.Generator]:
-    """Generator i seeded from (seed, first_index + i), where seed comes from ``generator`` (seed 0 if None)."""
-    seed = 0 if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
+def _seed(generator) -> int:
+    """The run's seed: one draw from ``generator``, 0 if None."""
+    return 0 if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
+
+
+def _per_sample_generators(seed: int, batch: int, first_index: int = 0) -> list[torch.Generator]:
+    """Generator i seeded from (seed, first_index + i) (built only for runs that draw noise: 16 cost ~0.3 ms)."""
     states = [np.random.SeedSequence(seed, spawn_key=(first_index + i,)) for i in range(batch)]
     return [torch.Generator().manual_seed(int(s.generate_state(1, np.uint64)[0] >> 1)) for s in states]
 
