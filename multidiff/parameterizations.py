@@ -97,14 +97,14 @@ class Denoiser:
 
     def prepare(self, times: torch.Tensor) -> None:
         """Precompute the coefficients at ``times``, given in the dtype the calls will pass t in."""
-        coefficients = self._coefficients(*self.schedule.alpha_sigma(times.double()))
+        coefficients = self._coefficients(*self.schedule.levels(times.double())[:2])
         columns = [c.tolist() if c is not None else [None] * len(times) for c in coefficients]
         self._prepared.update(zip(times.tolist(), zip(*columns)))
 
     def network_input(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.prediction != "edm":
             return x_t
-        c_in = self._coefficients(*self.schedule.alpha_sigma(t.double()))[0]
+        c_in = self._coefficients(*self.schedule.levels(t.double())[:2])[0]
         return x_t * _expand(c_in, x_t).to(x_t.dtype)
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
@@ -134,7 +134,7 @@ class Denoiser:
             values = t.tolist()
             if values.count(values[0]) == len(values) and values[0] in self._prepared:
                 return self._prepared[values[0]]
-        c_in, cx, cy = self._coefficients(*self.schedule.alpha_sigma(t.double()))
+        c_in, cx, cy = self._coefficients(*self.schedule.levels(t.double())[:2])
         return (None if c_in is None else _expand(c_in, x_t).to(x_t.dtype),
                 None if cx is None else _expand(cx, x_t).to(work), None if cy is None else _expand(cy, x_t).to(work))
 

@@ -38,9 +38,9 @@ Noise = Callable[[], torch.Tensor]
 
 def _levels(schedule, times: torch.Tensor):
     """alpha, sigma, lam = log(alpha / sigma) and sigma~ at every nonzero time, as float64 Python lists."""
-    t = times[:-1].to(torch.float64).cpu()
-    lam = 0.5 * schedule.logsnr(t)
-    return schedule.alpha(t).tolist(), schedule.sigma(t).tolist(), lam.tolist(), torch.exp(-lam).tolist()
+    alpha, sigma, logsnr = schedule.levels(times[:-1].to(torch.float64).cpu())
+    lam = 0.5 * logsnr
+    return alpha.tolist(), sigma.tolist(), lam.tolist(), torch.exp(-lam).tolist()
 
 
 def _denoised(denoise: Denoise, x: torch.Tensor, t: float) -> torch.Tensor:

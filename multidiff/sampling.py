@@ -56,7 +56,7 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
     if cond is not None and tuple(cond.shape) != shape[:1]:
         raise ValueError(f"cond must be a LongTensor of shape ({shape[0]},), got {tuple(cond.shape)}")
     times = _placement(options.pop("placement", DEFAULT_PLACEMENT[sampler]), schedule, int(steps))
-    alpha_start, sigma_start = (float(v[0]) for v in schedule.alpha_sigma(times[:1]))
+    alpha_start, sigma_start = (float(v[0]) for v in schedule.levels(times[:1])[:2])
     if prediction in ("eps", "edm") and alpha_start == 0.0:
         raise ValueError(f"prediction {prediction!r} cannot give x0 where alpha = 0 (the schedule ends in pure noise "
                          f"at t = {float(times[0]):g}); use prediction 'v' or 'x0'")

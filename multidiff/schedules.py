@@ -39,13 +39,15 @@ class Schedule:
         logsnr, dtype = _as_float64(logsnr)
         return self._t_from_logsnr(logsnr).clamp(0.0, 1.0).to(dtype)
 
-    def alpha_sigma(self, t) -> tuple[torch.Tensor, torch.Tensor]:
-        """(alpha(t), sigma(t)) from one evaluation of logsnr, in t's dtype."""
+    def levels(self, t) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(alpha(t), sigma(t), logsnr(t)) from one evaluation of logsnr, in t's dtype."""
         t, dtype = _as_float64(t)
         lam = self._logsnr(t.clamp(0.0, 1.0))
         if not self.variance_preserving:
-            return torch.ones_like(t).to(dtype), torch.exp(-0.5 * lam).to(dtype)
-        return torch.sigmoid(lam).sqrt().to(dtype), torch.sigmoid(-lam).sqrt().to(dtype)
+            alpha, sigma = torch.ones_like(t), torch.exp(-0.5 * lam)
+        else:
+            alpha, sigma = torch.sigmoid(lam).sqrt(), torch.sigmoid(-lam).sqrt()
+        return alpha.to(dtype), sigma.to(dtype), lam.to(dtype)
 
     def alpha(self, t) -> torch.Tensor:
         t, dtype = _as_float64(t)
@@ -73,8 +75,9 @@ class Schedule:
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
     """Piecewise-linear interpolation, ``xp`` increasing (torch's missing np.interp)."""
     xp, fp = xp.to(x.device), fp.to(x.device)
-    i = torch.searchsorted(xp, x.contiguous()).clamp(1, len(xp) - 1)
-    x0, x1, f0, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
+    i = torch.searchsorted(xp, x.contiguous()).clamp_(1, len(xp) - 1)
+    below = i - 1
+    x0, x1, f0, f1 = xp.take(below), xp.take(i), fp.take(below), fp.take(i)
     w = ((x - x0) / (x1 - x0)).clamp(0.0, 1.0)
     return f0 + w * (f1 - f0)
 
