@@ -71,8 +71,7 @@ def test_emd_refuses_clouds_of_different_sizes_and_non_finite_clouds():
         set_metrics(bad, clouds(2, 4, 1))
 
 
-def test_distance_matrices_in_small_chunks_equal_pairwise_values(monkeypatch):
-    monkeypatch.setattr(metrics, "ELEMENTS_PER_CHUNK", 2 * 16 * 16)   # two pairs per chunk
+def test_distance_matrices_equal_the_pairwise_values():
     x, y = clouds(4, 16, 7), clouds(3, 16, 8)
     cross, within = distance_matrices(x, y), distance_matrices(x)
     for i, j in itertools.product(range(4), range(3)):

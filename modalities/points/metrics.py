@@ -14,13 +14,18 @@ Set metrics of a generated set G against a reference set R, with D = CD or EMD:
            every cloud's nearest neighbour is then its twin in the other set)
 
 ``emd_exact`` solves the assignment with scipy's linear_sum_assignment (about 0.4 s for 1,024
-points). The set metrics need tens of thousands of pairs, so ``distance_matrices`` uses the
-auction algorithm (Bertsekas 1988; Gauss-Seidel bidding with epsilon scaling, compiled with numba,
-pairs in parallel): it returns the cost of a true bijection, so it is never below the exact EMD,
-and epsilon-complementary slackness bounds it by exact + ``EMD_EPS`` x (mean pairwise distance).
-benchmarks/bench_points_metrics.py measures its error against the exact value on ModelNet clouds.
+points). The set metrics need tens of thousands of pairs (1-NNA over 100 + 100 clouds: 19,900), so
+``distance_matrices`` builds each pair's distances and runs the auction algorithm (Bertsekas 1988;
+Gauss-Seidel bidding with epsilon scaling) in numba, one thread per CPU. The auction returns the
+cost of a true bijection, so it is never below the exact EMD, and epsilon-complementary slackness
+bounds it by exact + ``EMD_EPS`` x (mean pairwise distance). benchmarks/bench_points_metrics.py
+measures its error against the exact value on ModelNet10 clouds. ``chamfer`` and ``emd_auction``
+are the batched torch entry points for pairs of clouds.
 """
 from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -28,7 +33,6 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 EMD_EPS = 1e-3                 # final auction epsilon, relative to the pair's mean point distance
-ELEMENTS_PER_CHUNK = 1 << 24   # point-to-point distances held at once (64 MiB of float32)
 # Direct differences, not |a|^2 + |b|^2 - 2ab, whose float32 cancellation leaves ~1e-3 where a = b.
 EXACT = "donot_use_mm_for_euclid_dist"
 
@@ -62,11 +66,15 @@ def emd_auction(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.shape != b.shape or a.ndim != 3 or a.shape[-1] != 3:
         raise ValueError(f"EMD needs two batches of clouds of the same shape (P, N, 3), got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
-    dist = torch.cdist(a.float(), b.float(), compute_mode=EXACT).cpu().numpy()
-    return torch.from_numpy(_auction_costs(dist, EMD_EPS))
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        raise ValueError("cannot measure distances between clouds with NaN or infinite coordinates")
+    pairs = np.arange(len(a))
+    _, emd = _pairs_in_threads(a.detach().cpu().double().numpy(), b.detach().cpu().double().numpy(), pairs, pairs,
+                               True)
+    return torch.from_numpy(emd)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _auction(cost: np.ndarray, eps_final: float) -> np.ndarray:
     """Person (row) -> object (column) assignment of one square cost matrix, eps_final-optimal.
 
@@ -106,24 +114,59 @@ def _auction(cost: np.ndarray, eps_final: float) -> np.ndarray:
         eps = max(eps / 10.0, eps_final)
 
 
-@numba.njit(parallel=True, cache=True)
-def _auction_costs(dist: np.ndarray, eps_rel: float) -> np.ndarray:
-    """Mean matched distance of each (N, N) matrix of ``dist`` (P, N, N), pairs in parallel."""
-    out = np.empty(dist.shape[0])
-    for p in numba.prange(dist.shape[0]):
-        person = _auction(dist[p], eps_rel * dist[p].mean())
-        total = 0.0
-        for i in range(dist.shape[1]):
-            total += dist[p, i, person[i]]
-        out[p] = total / dist.shape[1]
-    return out
+@numba.njit(cache=True, nogil=True)
+def _matched_mean(dist: np.ndarray, eps_rel: float) -> float:
+    person = _auction(dist, eps_rel * dist.mean())
+    total = 0.0
+    for i in range(dist.shape[0]):
+        total += dist[i, person[i]]
+    return total / dist.shape[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def _pair_distances(x, y, rows, cols, with_emd, eps_rel):
+    """CD and (with_emd) auction EMD of the pairs (x[rows[p]], y[cols[p]]).
+
+    Each pair's distance matrix is built by direct differences in its own buffer: no float32
+    cancellation (|a|^2 + |b|^2 - 2ab leaves ~1e-3 where a = b), and about 6x faster on a CPU
+    than torch.cdist's direct mode."""
+    cd = np.empty(len(rows))
+    emd = np.zeros(len(rows))
+    n, m = x.shape[1], y.shape[1]
+    for p in range(len(rows)):
+        a, b = x[rows[p]], y[cols[p]]
+        dist = np.empty((n, m), np.float32)
+        col_min = np.full(m, np.inf)
+        row_total = 0.0
+        for i in range(n):
+            row_min = np.inf
+            for j in range(m):
+                dx, dy, dz = a[i, 0] - b[j, 0], a[i, 1] - b[j, 1], a[i, 2] - b[j, 2]
+                d2 = dx * dx + dy * dy + dz * dz
+                dist[i, j] = np.sqrt(d2)
+                row_min = min(row_min, d2)
+                col_min[j] = min(col_min[j], d2)
+            row_total += row_min
+        cd[p] = row_total / n + col_min.mean()
+        if with_emd:
+            emd[p] = _matched_mean(dist, eps_rel)
+    return cd, emd
+
+
+def _pairs_in_threads(x: np.ndarray, y: np.ndarray, rows: np.ndarray, cols: np.ndarray, with_emd: bool):
+    """``_pair_distances`` over slices of the pairs in one thread per CPU (the kernel releases the GIL)."""
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    slices = np.array_split(np.arange(len(rows)), min(len(rows), 4 * workers) or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(pool.map(lambda i: _pair_distances(x, y, rows[i], cols[i], with_emd, EMD_EPS), slices))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def distance_matrices(x: torch.Tensor, y: torch.Tensor | None = None, *, emd: bool = True) -> dict[str, np.ndarray]:
     """{"cd": (A, B), "emd": (A, B)} between every cloud of ``x`` (A, N, 3) and of ``y`` (B, N, 3).
 
     With ``y`` None, the symmetric matrices of ``x`` with itself (each pair computed once, 0 on the
-    diagonal). Distances are computed in torch on ``x``'s device, in chunks of pairs."""
+    diagonal)."""
     symmetric = y is None
     y = x if symmetric else y
     if x.ndim != 3 or y.ndim != 3 or x.shape[-1] != 3 or y.shape[-1] != 3:
@@ -132,21 +175,18 @@ def distance_matrices(x: torch.Tensor, y: torch.Tensor | None = None, *, emd: bo
         raise ValueError(f"EMD needs clouds of equal size, got {x.shape[1]} and {y.shape[1]} points")
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
         raise ValueError("cannot measure distances between clouds with NaN or infinite coordinates")
-    x, y = x.float(), y.float().to(x.device)
+    xs = x.detach().cpu().double().numpy()
+    ys = xs if symmetric else y.detach().cpu().double().numpy()
     if symmetric:
-        i, j = torch.triu_indices(len(x), len(x), offset=1, device=x.device)
+        rows, cols = np.triu_indices(len(xs), k=1)
     else:
-        i, j = (g.reshape(-1) for g in torch.meshgrid(torch.arange(len(x), device=x.device),
-                                                       torch.arange(len(y), device=x.device), indexing="ij"))
-    chunk = max(1, ELEMENTS_PER_CHUNK // (x.shape[1] * y.shape[1]))
-    out = {name: np.zeros((len(x), len(y))) for name in (("cd", "emd") if emd else ("cd",))}
-    for start in range(0, len(i), chunk):
-        ii, jj = i[start:start + chunk], j[start:start + chunk]
-        dist = torch.cdist(x[ii], y[jj], compute_mode=EXACT)
-        rows, cols = ii.cpu().numpy(), jj.cpu().numpy()
-        out["cd"][rows, cols] = _chamfer_from(dist).double().cpu().numpy()
-        if emd:
-            out["emd"][rows, cols] = _auction_costs(dist.cpu().numpy(), EMD_EPS)
+        rows, cols = (g.reshape(-1) for g in np.meshgrid(np.arange(len(xs)), np.arange(len(ys)), indexing="ij"))
+    cd, em = _pairs_in_threads(xs, ys, rows, cols, emd)
+    out = {"cd": np.zeros((len(xs), len(ys)))}
+    out["cd"][rows, cols] = cd
+    if emd:
+        out["emd"] = np.zeros((len(xs), len(ys)))
+        out["emd"][rows, cols] = em
     if symmetric:
         for matrix in out.values():
             matrix += matrix.T
