@@ -71,8 +71,7 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
 
     device = noise.device if noise is not None else _device_of(model, cond)
     seed = _seed(generator)
-    draws = noise is None or "noise" in parameters
-    generators = _per_sample_generators(seed, shape[0], first_index) if draws else None
+    generators = _per_sample_generators(seed, shape[0], first_index) if noise is None else None
     if noise is None:
         noise = _draw(generators, shape, torch.float32, device)
     elif tuple(noise.shape) != shape:
@@ -85,7 +84,13 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
     denoiser = guided(denoiser, guidance_scale)
     kwargs = dict(options)
     if "noise" in parameters:
-        kwargs["noise"] = lambda: _draw(generators, shape, dtype, x.device)
+        def fresh_noise() -> torch.Tensor:
+            nonlocal generators
+            if generators is None:
+                generators = _per_sample_generators(seed, shape[0], first_index)
+            return _draw(generators, shape, dtype, x.device)
+
+        kwargs["noise"] = fresh_noise
     with torch.no_grad():
         return run(lambda x_t, t: denoiser(x_t, t, cond), x, times, schedule, **kwargs)
 
@@ -114,7 +119,7 @@ def _seed(generator) -> int:
 
 
 def _per_sample_generators(seed: int, batch: int, first_index: int = 0) -> list[torch.Generator]:
-    """Generator i seeded from (seed, first_index + i) (built only for runs that draw noise: 16 cost ~0.3 ms)."""
+    """Generator i seeded from (seed, first_index + i); built only once a run draws noise (16 cost ~1 ms)."""
     states = [np.random.SeedSequence(seed, spawn_key=(first_index + i,)) for i in range(batch)]
     return [torch.Generator().manual_seed(int(s.generate_state(1, np.uint64)[0] >> 1)) for s in states]
 
