@@ -3,9 +3,9 @@
 Layout: ``root/<category>/{train,test}/<file>``; a category without train/test sub-folders keeps its
 files directly and every fifth of them in name order (index 4, 9, ...) is its test split.
 Meshes (.off, .obj, .stl, and .ply with faces) are read by trimesh and sampled to ``n_points``
-surface points (area-weighted, seeded); the samples are cached on disk under
-``$MULTIDIFF_CACHE/points`` (else ``~/.cache/multidiff/points``), keyed by the file's path, mtime,
-``n_points`` and the seed. Point files (.ply without faces, .npy of shape (M, 3)) with more than
+surface points (area-weighted, seeded); the modality caches the samples on disk under
+``$MULTIDIFF_CACHE/points/meshes`` (else ``~/.cache/multidiff/points/meshes``), keyed by the file's
+path, mtime, ``n_points`` and the seed. trimesh also reads ModelNet's malformed "OFF<counts>" headers. Point files (.ply without faces, .npy of shape (M, 3)) with more than
 ``n_points`` points are subsampled without replacement, seeded per file.
 """
 from __future__ import annotations
