@@ -126,7 +126,8 @@ def test_bad_files_raise_naming_the_file_or_are_skipped_and_counted(tmp_path):
         load_folder(tmp_path, "train", n_points=32)
     with pytest.raises(ValueError, match="c.off: mesh has no faces"):
         load_cloud(tmp_path / "ball" / "train" / "c.off", 32)
-    ds = load_folder(tmp_path, "train", n_points=32, skip_bad_files=True)
+    with pytest.warns(UserWarning, match="skipped 2 unreadable train files"):
+        ds = load_folder(tmp_path, "train", n_points=32, skip_bad_files=True)
     assert len(ds) == 2 and [p.name for p, _ in ds.skipped] == ["b.off", "c.off"]
     with pytest.raises(FileNotFoundError, match="missing.ply"):
         load_cloud(tmp_path / "missing.ply", 32)

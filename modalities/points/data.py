@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 import zlib
 from pathlib import Path
 
@@ -196,4 +197,6 @@ def load_folder(root: Path, split: str, *, n_points: int, seed: int = 0, categor
         kept.append(path)
     if not clouds:
         raise ValueError(f"every {split} file under {root} failed to load ({len(skipped)} skipped)")
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable {split} files under {root}, e.g. {skipped[0][1]}")
     return PointCloudSet(np.stack(clouds), np.array(labels), names if conditional else [], normalize, kept, skipped)
