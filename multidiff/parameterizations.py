@@ -17,6 +17,8 @@ The v form is written for alpha^2 + sigma^2 = 1; for other schedules use eps, x0
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .schedules import Schedule
@@ -120,7 +122,7 @@ class Denoiser:
         out = out.to(work)
         # NaN or Inf anywhere makes the sum non-finite; only then is the full check (about 20 times
         # dearer) needed, to tell it from a finite output whose sum overflowed.
-        if not torch.isfinite(out.sum()) and not torch.isfinite(out).all():
+        if not math.isfinite(out.sum()) and not torch.isfinite(out).all():
             raise ValueError(f"the model returned NaN or Inf at t = {t.flatten()[0].item():.6g}")
         if self.prediction == "x0":
             return out
