@@ -85,9 +85,10 @@ class Denoiser:
     float64) before the combination, so sampler arithmetic never happens in bf16/fp16. A network
     output of the wrong shape, or containing NaN/Inf, raises a ValueError naming the time.
 
-    Every form is D = cx x_t + cy out (x0: D = out), two fused passes over the batch. A sampler
-    calls with one time shared by the batch; ``prepare(times)`` evaluates the schedule at all of
-    them at once, and such calls then look their coefficients up as Python numbers.
+    A sampler calls with one time shared by the batch; ``prepare(times)`` evaluates the schedule
+    at all of them at once, and such calls then look their coefficients up as Python numbers. The
+    conversion to x0 keeps the rounding of the plain formulas (a fused a x + b y rounds differently,
+    enough to move the pilot placement search), reusing its temporaries in place.
     """
 
     def __init__(self, model, schedule: Schedule, prediction: str = "eps", sigma_data: float = 0.5):
@@ -113,7 +114,7 @@ class Denoiser:
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
         work = torch.float64 if x_t.dtype == torch.float64 else torch.float32
-        c_in, cx, cy = self._coefficients_at(t, x_t, work)
+        c_in, *coefficients = self._coefficients_at(t, x_t, work)
         out = self.model(x_t if c_in is None else x_t * c_in, t, cond)
         if not isinstance(out, torch.Tensor) or out.shape != x_t.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -124,33 +125,36 @@ class Denoiser:
         # dearer) needed, to tell it from a finite output whose sum overflowed.
         if not math.isfinite(out.sum()) and not torch.isfinite(out).all():
             raise ValueError(f"the model returned NaN or Inf at t = {t.flatten()[0].item():.6g}")
+        x_t, (a, b, c) = x_t.to(work), coefficients
         if self.prediction == "x0":
             return out
-        d = x_t.to(work) * cx
-        return d.add_(out, alpha=cy) if isinstance(cy, float) else d.addcmul_(cy, out)
+        if self.prediction == "eps":                                  # (x_t - s out) / a
+            d = out * b
+            return torch.sub(x_t, d, out=d).div_(a)
+        if self.prediction == "v":                                    # a x_t - s out
+            return (x_t * a).sub_(out * b)
+        return (x_t / a).mul_(b).add_(out * c)                        # c_skip (x_t / a) + c_out out
 
     def _coefficients_at(self, t: torch.Tensor, x_t: torch.Tensor, work: torch.dtype) -> tuple:
-        """(c_in, cx, cy) at t: prepared Python numbers when the batch shares a prepared time, else
+        """(c_in, a, b, c) at t (see ``_coefficients``): prepared Python numbers when the batch shares a prepared time, else
         tensors broadcastable against x_t (c_in in x_t's dtype, cx and cy in the working dtype)."""
         if self._prepared:
             values = t.tolist()
             if values.count(values[0]) == len(values) and values[0] in self._prepared:
                 return self._prepared[values[0]]
-        c_in, cx, cy = self._coefficients(*self.schedule.levels(t.double())[:2])
+        c_in, *rest = self._coefficients(*self.schedule.levels(t.double())[:2])
         return (None if c_in is None else _expand(c_in, x_t).to(x_t.dtype),
-                None if cx is None else _expand(cx, x_t).to(work), None if cy is None else _expand(cy, x_t).to(work))
+                *(None if v is None else _expand(v, x_t).to(work) for v in rest))
 
     def _coefficients(self, alpha: torch.Tensor, sigma: torch.Tensor) -> tuple:
-        """(c_in or None, cx, cy) in float64: the network sees c_in x_t, and D = cx x_t + cy out
-        (cx, cy None for x0). Raises where eps or edm would divide by alpha = 0."""
+        """float64 (c_in or None, a, b, c): the network sees c_in x_t, and eps and v use (alpha, sigma),
+        edm (alpha, c_skip, c_out), x0 nothing. Raises where eps or edm would divide by alpha = 0."""
         if self.prediction in ("eps", "edm") and bool((alpha == 0).any()):
             raise ValueError(f"prediction {self.prediction!r} cannot give x0 where alpha = 0 (pure noise); "
                              "use prediction 'v' or 'x0' with a zero-terminal-SNR schedule")
         if self.prediction == "x0":
-            return None, None, None
-        if self.prediction == "eps":                                  # (x_t - s out) / a
-            return None, 1.0 / alpha, -sigma / alpha
-        if self.prediction == "v":                                    # a x_t - s out
-            return None, alpha, -sigma
-        c_skip, c_out, c_in = edm_coefficients(alpha, sigma, self.sigma_data)   # c_skip x_t / a + c_out out
-        return c_in / alpha, c_skip / alpha, c_out
+            return None, None, None, None
+        if self.prediction in ("eps", "v"):
+            return None, alpha, sigma, None
+        c_skip, c_out, c_in = edm_coefficients(alpha, sigma, self.sigma_data)
+        return c_in / alpha, alpha, c_skip, c_out
