@@ -5,7 +5,7 @@ attention at the 16x16 level and in the middle, scale-shift time conditioning), 
 counts match within a few percent; the table prints both counts. The two are timed in alternation so
 that load from other processes on a shared machine hits both alike; the figure is the median.
 
-    python benchmarks/bench_unet.py [--batch 16] [--repeats 5] [--in-channels 1] [--channels-last]
+    python benchmarks/bench_unet.py [--batch 16] [--repeats 5] [--in-channels 1] [--channels-last] [--threads N]
 """
 from __future__ import annotations
 
@@ -54,7 +54,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--in-channels", type=int, default=1, help="1 (MNIST-like) or 3 (RGB)")
     parser.add_argument("--channels-last", action="store_true", help="run both in channels_last memory format")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default); "
+                        "1 is steadier on a machine shared with other jobs")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}, batch {args.batch}, "
           f"median of {args.repeats} fwd+bwd steps after 2 warm-up steps"
