@@ -6,6 +6,8 @@ embeddings, and report how often the classifier recognises the class each sample
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from scipy import linalg
@@ -26,10 +28,13 @@ def frechet_distance(a, b) -> float:
         raise ValueError("the Frechet distance needs at least 2 examples in each set")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(covmean).all():  # near-singular product: regularise as pytorch-fid does
-        eps = 1e-6 * np.eye(len(cov_a))
-        covmean = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
+    with warnings.catch_warnings():
+        # Singular covariances (dead feature units) are expected; a non-finite root is handled below.
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(covmean).all():  # near-singular product: regularise as pytorch-fid does
+            eps = 1e-6 * np.eye(len(cov_a))
+            covmean = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
     covmean = np.real(covmean)
     diff = mu_a - mu_b
     return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean))

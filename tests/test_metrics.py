@@ -29,3 +29,9 @@ def test_classifier_learns_separable_classes():
     net = fit_classifier(nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2)), x, y, steps=200)
     # Two unit Gaussians 3 apart: the Bayes accuracy is Phi(1.5) = 0.933.
     assert accuracy(predict(net, x), y) > 0.9
+
+
+def test_time_embedding_follows_the_network_dtype():
+    from multidiff.nn.embeddings import TimeEmbedding
+    emb = TimeEmbedding(16).double()
+    assert emb(torch.rand(3)).dtype == torch.float64

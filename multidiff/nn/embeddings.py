@@ -32,7 +32,7 @@ class TimeEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.mlp(sinusoidal(t, self.dim))
+        return self.mlp(sinusoidal(t, self.dim).to(self.mlp[0].weight.dtype))
 
 
 class LabelEmbedding(nn.Module):
@@ -50,7 +50,9 @@ class LabelEmbedding(nn.Module):
         if labels is None:
             labels = torch.full((batch,), -1, dtype=torch.long, device=device)
         labels = labels.long()
-        if labels.numel() and (labels.max() >= self.num_classes or labels.min() < -1):
+        # Checked on the CPU only: on a GPU the check would sync every forward, and an index out of
+        # range fails inside the embedding anyway.
+        if labels.device.type == "cpu" and labels.numel() and (labels.max() >= self.num_classes or labels.min() < -1):
             raise ValueError(f"class label out of range: expected -1..{self.num_classes - 1}, "
                              f"got {labels.min().item()}..{labels.max().item()}")
         return self.table(torch.where(labels < 0, torch.full_like(labels, self.num_classes), labels))
