@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from multidiff.cli import main
@@ -14,7 +13,6 @@ from multidiff.engine.config import load_recipe
 from multidiff.engine.generate import build_model
 from multidiff.modality import get
 
-torch.set_num_threads(1)
 TINY = ["model.hidden=16", "model.depth=1", "model.time_dim=8", "data.n_train=256", "data.n_test=256",
         "train.batch_size=32", "train.steps=30", "train.ckpt_every=100", "train.sample_every=0", "sample.n=8",
         "sample.steps=4"]

@@ -21,7 +21,6 @@ from multidiff.engine.generate import evaluate, load_run
 from multidiff.engine.trainer import lr_factor
 
 train = functools.partial(trainer.train, device="cpu")  # exact comparisons and forks need the CPU
-torch.set_num_threads(1)  # a tiny network: threads only add contention
 TINY = ["model.hidden=32", "model.depth=2", "model.time_dim=16", "data.n_train=512", "data.n_test=512",
         "train.batch_size=64", "train.steps=20", "train.warmup_steps=0", "train.log_every=1", "train.ckpt_every=10",
         "train.sample_every=0", "sample.n=32", "sample.steps=8", "eval.n=512"]

@@ -22,14 +22,6 @@ needs_mnist = pytest.mark.skipif(not (MNIST / "train-labels-idx1-ubyte.gz").is_f
                                  reason=f"MNIST IDX files not found in {MNIST}")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are small: one thread is as fast, and much faster on a CPU shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def write_idx(path: Path, array: np.ndarray, code: int, compress: bool) -> None:
     """An IDX file written by hand from the format's description: magic, big-endian sizes, big-endian data."""

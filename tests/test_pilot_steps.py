@@ -17,12 +17,9 @@ def setup():
     mix = GaussianMixture(weights, means, 0.02 + 0.04 * torch.rand(8, generator=g, dtype=torch.float64))
     schedule = schedules.get("linear")
     model = mix.model("eps", schedule)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)    # tiny tensors: a second thread only adds synchronisation
     pilot = pilot_steps.fit(model, (128, DIM), schedule=schedule, sampler="dpmpp_2m",
                             generator=torch.Generator().manual_seed(1))
     yield mix, schedule, model, pilot
-    torch.set_num_threads(threads)
 
 
 def test_reference_solve_matches_the_exact_ode_solution(setup):

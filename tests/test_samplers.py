@@ -16,14 +16,6 @@ MIX_2D = GaussianMixture([0.3, 0.7], [[-1.0, 0.5], [1.0, 0.0]], [0.5, 0.6])
 MIX_1D = GaussianMixture([0.3, 0.7], [-1.0, 1.5], [0.4, 0.5])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a single thread avoids the thread-pool overhead that dominates here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def perfect_denoiser(mixture, schedule, prediction="eps"):
     return Denoiser(mixture.model(prediction, schedule), schedule, prediction)

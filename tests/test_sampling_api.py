@@ -15,13 +15,6 @@ CLASS_MIXES = [GaussianMixture([1.0], [-1.0], [0.4]), GaussianMixture([1.0], [1.
 LINEAR = schedules.get("linear")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def seeded(seed):
     return torch.Generator().manual_seed(seed)

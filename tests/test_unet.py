@@ -5,14 +5,6 @@ from torch import nn
 from multidiff.nn.unet import UNet
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are small: one thread is as fast, and much faster on a CPU shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _randomised(net: UNet, seed: int = 0) -> UNet:
     """The zero-initialised layers make an untrained UNet output zeros; give every weight a value."""
