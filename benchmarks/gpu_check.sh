@@ -53,9 +53,9 @@ run mnist "$MNIST"
 run primitives ""
 python3 - "$OUT" <<'EOF'
 import json, sys, pathlib
-print("| recipe | steps | steps/s | peak GPU MiB | world |")
+print("| recipe | steps | steps/s | peak GPU MiB | processes |")
 print("| --- | --- | --- | --- | --- |")
 for s in sorted(pathlib.Path(sys.argv[1]).glob("*/summary.json")):
     d = json.loads(s.read_text())
-    print(f"| {s.parent.name} | {d.get('steps')} | {d.get('steps_per_s', 0):.2f} | {d.get('peak_cuda_mib', '-')} | {d.get('world_size', '-')} |")
+    print(f"| {s.parent.name} | {d.get('steps')} | {d.get('steps_per_s', 0):.2f} | {d.get('peak_cuda_mib', '-')} | {d.get('processes', '-')} |")
 EOF
