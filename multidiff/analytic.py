@@ -1,8 +1,9 @@
 """A Gaussian mixture whose denoiser and probability-flow ODE are known in closed form.
 
 It stands in for a perfectly trained network: ``GaussianMixture.model(prediction, schedule)`` returns the
-exact eps / x0 / v / edm prediction, and ``ode_solution`` integrates the probability-flow ODE to round-off,
-so samplers can be checked against the answer they approximate, with no training.
+exact output of a network trained for that prediction (eps, x0, v, edm), and ``ode_solution`` integrates
+the probability-flow ODE to round-off, so samplers can be checked against the answer they approximate,
+with no training.
 
 Conventions. ``x_t = alpha(t) x0 + sigma(t) noise`` with x0 drawn from the mixture
 ``sum_k w_k N(mu_k, s_k^2 I_D)``. The posterior mean E[x0 | x_t] only depends on x_t / alpha and on
@@ -20,6 +21,8 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 from torch import Tensor
+
+from . import parameterizations
 
 
 class GaussianMixture:
@@ -84,16 +87,16 @@ class GaussianMixture:
         eps = (s / var)[..., None] * resid                                 # E[noise | x_t, k]
         return (r[..., None] * x0).sum(1), (r[..., None] * eps).sum(1)
 
-    def model(self, prediction: str, schedule, sigma_data: float = 0.5):
-        """A callable ``model(x_t, t, cond)`` returning the exact ``prediction`` ("eps", "x0", "v", "edm").
+    def model(self, prediction, schedule):
+        """A callable ``model(x_t, t, cond)`` returning the exact ``prediction`` (a name or a
+        ``multidiff.parameterizations`` object): its training target at the posterior means
+        E[x0 | x_t] and E[noise | x_t], exact because every target is linear in (x0, noise).
 
         x_t is (B, ...) in any float dtype; its trailing dims are flattened and split into chunks of D,
         each an independent draw (so a 1-D mixture serves any shape). The answer has x_t's shape and dtype.
-        For "edm" the input is the network input c_in * x_t / alpha and the answer is F (EDM's table with
-        sigma~ = sigma / alpha), matching ``multidiff.parameterizations``.
+        The input is the network input (c_in x_t for edm), as ``multidiff.parameterizations.Denoiser`` gives it.
         """
-        if prediction not in ("eps", "x0", "v", "edm"):
-            raise ValueError(f"unknown prediction {prediction!r}; known: eps, x0, v, edm")
+        prediction = parameterizations.get(prediction)
 
         def exact(x_t: Tensor, t: Tensor, cond=None) -> Tensor:
             batch = x_t.shape[0]
@@ -105,21 +108,11 @@ class GaussianMixture:
             a = schedule.alpha(t64).to(flat.device).repeat_interleave(per)
             s = schedule.sigma(t64).to(flat.device).repeat_interleave(per)
             x = flat.reshape(batch * per, self.dim)
-            if prediction == "edm":
-                x = x * torch.sqrt(s**2 + a**2 * sigma_data**2)[:, None]   # undo c_in / alpha
-            mix = self._on(x.device)
-            x0, eps = mix._posterior(x, a, s)
-            if prediction == "x0":
-                out = x0
-            elif prediction == "eps":
-                out = eps
-            elif prediction == "v":
-                out = a[:, None] * eps - s[:, None] * x0
-            else:
-                norm = torch.sqrt(s**2 + a**2 * sigma_data**2)[:, None]
-                skip_x = (sigma_data**2 * a[:, None] / norm**2) * x       # c_skip * x / alpha
-                out = (x0 - skip_x) * norm / (s[:, None] * sigma_data)    # divided by c_out
-            return out.reshape(x_t.shape).to(x_t.dtype)
+            c_in = prediction.input_scale(a, s)
+            if c_in is not None:
+                x = x / c_in[:, None]
+            x0, eps = self._on(x.device)._posterior(x, a, s)
+            return prediction.target(x0, eps, a, s).reshape(x_t.shape).to(x_t.dtype)
 
         return exact
 

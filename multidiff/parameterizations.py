@@ -14,6 +14,11 @@ samplers consume. With x_t = alpha x0 + sigma eps:
           D = c_skip x~ + c_out F(c_in x~, t).
 
 The v form is written for alpha^2 + sigma^2 = 1; for other schedules use eps, x0 or edm.
+
+A prediction is an object, like a schedule: ``get("v")``, ``get("edm", sigma_data=1.0)`` or
+``EDMPrediction(sigma_data=1.0)``; ``get`` passes an object through. Each owns its network-input
+scaling, the coefficients that turn its output into x0, its training target, its x0 error scale and
+whether it needs alpha > 0. ``Denoiser`` wraps a network with one.
 """
 from __future__ import annotations
 
@@ -23,63 +28,171 @@ import torch
 
 from .schedules import Schedule
 
-NAMES = ("eps", "x0", "v", "edm")
-
-
-def names() -> list[str]:
-    return list(NAMES)
-
-
-def check_name(prediction: str) -> str:
-    if prediction not in NAMES:
-        raise ValueError(f"unknown prediction {prediction!r}; known: {', '.join(NAMES)}")
-    return prediction
-
 
 def _expand(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """(B,) coefficients -> broadcastable against x of shape (B, ...)."""
     return c.reshape(-1, *([1] * (x.ndim - 1)))
 
 
-def edm_coefficients(alpha: torch.Tensor, sigma: torch.Tensor, sigma_data: float = 0.5):
-    """(c_skip, c_out, c_in) of EDM preconditioning in the rescaled variables; float64 (B,) tensors."""
-    s = sigma / alpha
-    total = s * s + sigma_data**2
-    return sigma_data**2 / total, s * sigma_data / total.sqrt(), 1.0 / total.sqrt()
+def _like(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B,) coefficients -> broadcastable against x, in x's dtype."""
+    return _expand(c, x).to(x.dtype)
 
 
-def training_target(prediction: str, x0, noise, alpha, sigma, sigma_data: float = 0.5) -> torch.Tensor:
-    """What the network should output for clean data ``x0`` noised with ``noise`` (alpha, sigma: (B,))."""
-    a, s = _expand(alpha, x0).to(x0.dtype), _expand(sigma, x0).to(x0.dtype)
-    if prediction == "eps":
+class Prediction:
+    """Base class. Coefficients are float64 (B,) tensors of alpha and sigma (B,).
+
+    ``input_scale``: c_in, the network sees c_in x_t (None: x_t itself). ``x0_coefficients`` and
+    ``to_x0``: x0_hat from x_t and the network output ``out``; ``to_x0`` takes the coefficients as
+    Python numbers or as tensors broadcastable against x_t, and never changes x_t or out.
+    ``target``: what the network should output for x0 noised with ``noise``. ``x0_error_scale``: f
+    with |x0_hat - x0| = f |out - target| (to weight losses). ``needs_alpha``: x0_hat divides by alpha.
+    """
+
+    name = ""
+    needs_alpha = False
+
+    def input_scale(self, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def x0_coefficients(self, alpha: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def to_x0(self, x_t: torch.Tensor, out: torch.Tensor, *coefficients) -> torch.Tensor:
+        raise NotImplementedError
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def x0_error_scale(self, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class EpsPrediction(Prediction):
+    """The network predicts the noise: x0 = (x_t - sigma eps_hat) / alpha (DDPM)."""
+
+    name = "eps"
+    needs_alpha = True
+
+    def x0_coefficients(self, alpha, sigma):
+        return alpha, sigma
+
+    def to_x0(self, x_t, out, alpha, sigma):
+        d = out * sigma
+        return torch.sub(x_t, d, out=d).div_(alpha)
+
+    def target(self, x0, noise, alpha, sigma):
         return noise
-    if prediction == "x0":
-        return x0
-    if prediction == "v":
-        return a * noise - s * x0
-    if prediction == "edm":
-        c_skip, c_out, _ = edm_coefficients(alpha, sigma, sigma_data)
-        x_tilde = x0 + _expand(sigma / alpha, x0).to(x0.dtype) * noise
-        return (x0 - _expand(c_skip, x0).to(x0.dtype) * x_tilde) / _expand(c_out, x0).to(x0.dtype)
-    raise ValueError(f"unknown prediction {prediction!r}; known: {', '.join(NAMES)}")
 
-
-def x0_error_scale(prediction: str, alpha, sigma, sigma_data: float = 0.5) -> torch.Tensor:
-    """Factor f(t) with |x0_hat - x0| = f |out - target|: converts an error in the network's target
-    into the error of the data prediction it implies (used to weight losses)."""
-    if prediction == "eps":
+    def x0_error_scale(self, alpha, sigma):
         return sigma / alpha
-    if prediction == "x0":
+
+
+class X0Prediction(Prediction):
+    """The network predicts the clean data itself."""
+
+    name = "x0"
+
+    def x0_coefficients(self, alpha, sigma):
+        return ()
+
+    def to_x0(self, x_t, out):
+        return out
+
+    def target(self, x0, noise, alpha, sigma):
+        return x0
+
+    def x0_error_scale(self, alpha, sigma):
         return torch.ones_like(alpha)
-    if prediction == "v":
+
+
+class VPrediction(Prediction):
+    """The network predicts v = alpha eps - sigma x0 (Salimans & Ho 2022): x0 = alpha x_t - sigma v_hat
+    when alpha^2 + sigma^2 = 1."""
+
+    name = "v"
+
+    def x0_coefficients(self, alpha, sigma):
+        return alpha, sigma
+
+    def to_x0(self, x_t, out, alpha, sigma):
+        return (x_t * alpha).sub_(out * sigma)
+
+    def target(self, x0, noise, alpha, sigma):
+        return _like(alpha, x0) * noise - _like(sigma, x0) * x0
+
+    def x0_error_scale(self, alpha, sigma):
         return sigma
-    if prediction == "edm":
-        return edm_coefficients(alpha, sigma, sigma_data)[1]
-    raise ValueError(f"unknown prediction {prediction!r}; known: {', '.join(NAMES)}")
+
+
+class EDMPrediction(Prediction):
+    """Karras et al. (2022) preconditioning with data standard deviation ``sigma_data`` (the module
+    docstring gives the table); the network sees c_in x_t / alpha and returns F."""
+
+    name = "edm"
+    needs_alpha = True
+
+    def __init__(self, sigma_data: float = 0.5):
+        if not sigma_data > 0:
+            raise ValueError(f"edm prediction needs sigma_data > 0, got {sigma_data}")
+        self.sigma_data = float(sigma_data)
+
+    def preconditioning(self, alpha: torch.Tensor, sigma: torch.Tensor):
+        """(c_skip, c_out, c_in) of the paper's table 1 at s = sigma / alpha; float64 (B,) tensors."""
+        s = sigma / alpha
+        total = s * s + self.sigma_data**2
+        return self.sigma_data**2 / total, s * self.sigma_data / total.sqrt(), 1.0 / total.sqrt()
+
+    def input_scale(self, alpha, sigma):
+        return self.preconditioning(alpha, sigma)[2] / alpha
+
+    def x0_coefficients(self, alpha, sigma):
+        c_skip, c_out, _ = self.preconditioning(alpha, sigma)
+        return alpha, c_skip, c_out
+
+    def to_x0(self, x_t, out, alpha, c_skip, c_out):
+        return (x_t / alpha).mul_(c_skip).add_(out * c_out)
+
+    def target(self, x0, noise, alpha, sigma):
+        c_skip, c_out, _ = self.preconditioning(alpha, sigma)
+        x_tilde = x0 + _like(sigma / alpha, x0) * noise
+        return (x0 - _like(c_skip, x0) * x_tilde) / _like(c_out, x0)
+
+    def x0_error_scale(self, alpha, sigma):
+        return self.preconditioning(alpha, sigma)[1]
+
+    def __repr__(self) -> str:
+        return f"EDMPrediction(sigma_data={self.sigma_data})"
+
+
+PREDICTIONS = {cls.name: cls for cls in (EpsPrediction, X0Prediction, VPrediction, EDMPrediction)}
+
+
+def names() -> list[str]:
+    """The prediction names that ``get`` accepts."""
+    return list(PREDICTIONS)
+
+
+def get(prediction, **params) -> Prediction:
+    """A prediction by name (``params`` go to its constructor), or a Prediction passed through."""
+    if isinstance(prediction, Prediction):
+        if params:
+            raise ValueError(f"parameters {sorted(params)} go with a prediction name, not with {prediction!r}")
+        return prediction
+    if not isinstance(prediction, str) or prediction not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {prediction!r}; known: {', '.join(names())}")
+    try:
+        return PREDICTIONS[prediction](**params)
+    except TypeError as err:
+        raise ValueError(f"bad parameters for prediction {prediction!r}: {err}") from None
 
 
 class Denoiser:
-    """Wraps ``model(x_in, t, cond)`` into D(x_t, t, cond) -> x0_hat for a schedule and a prediction.
+    """Wraps ``model(x_in, t, cond)`` into D(x_t, t, cond) -> x0_hat for a schedule and a prediction
+    (a ``Prediction`` or its name).
 
     The network may run in any precision; its output is taken to float32 (float64 when x_t is
     float64) before the combination, so sampler arithmetic never happens in bf16/fp16. A network
@@ -91,11 +204,10 @@ class Denoiser:
     enough to move the pilot placement search), reusing its temporaries in place.
     """
 
-    def __init__(self, model, schedule: Schedule, prediction: str = "eps", sigma_data: float = 0.5):
+    def __init__(self, model, schedule: Schedule, prediction):
         self.model = model
         self.schedule = schedule
-        self.prediction = check_name(prediction)
-        self.sigma_data = sigma_data
+        self.prediction = get(prediction)
         self._prepared: dict[float, tuple] = {}
 
     def prepare(self, times: torch.Tensor) -> None:
@@ -105,10 +217,13 @@ class Denoiser:
         self._prepared.update(zip(times.tolist(), zip(*columns)))
 
     def network_input(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if self.prediction != "edm":
+        """What the network sees for x_t at times t (B,)."""
+        alpha, sigma = self.schedule.levels(t.double())[:2]
+        c_in = self.prediction.input_scale(alpha, sigma)
+        if c_in is None:
             return x_t
-        c_in = self._coefficients(*self.schedule.levels(t.double())[:2])[0]
-        return x_t * _expand(c_in, x_t).to(x_t.dtype)
+        self._check_alpha(alpha)
+        return x_t * _like(c_in, x_t)
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         if t.ndim == 0:
@@ -119,42 +234,30 @@ class Denoiser:
         if not isinstance(out, torch.Tensor) or out.shape != x_t.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"the model returned shape {got} for input of shape {tuple(x_t.shape)}; "
-                             f"it must return a {self.prediction!r} prediction of the input's shape")
+                             f"it must return a {self.prediction.name!r} prediction of the input's shape")
         out = out.to(work)
         # NaN or Inf anywhere makes the sum non-finite; only then is the full check (about 20 times
         # dearer) needed, to tell it from a finite output whose sum overflowed.
         if not math.isfinite(out.sum()) and not torch.isfinite(out).all():
             raise ValueError(f"the model returned NaN or Inf at t = {t.flatten()[0].item():.6g}")
-        x_t, (a, b, c) = x_t.to(work), coefficients
-        if self.prediction == "x0":
-            return out
-        if self.prediction == "eps":                                  # (x_t - s out) / a
-            d = out * b
-            return torch.sub(x_t, d, out=d).div_(a)
-        if self.prediction == "v":                                    # a x_t - s out
-            return (x_t * a).sub_(out * b)
-        return (x_t / a).mul_(b).add_(out * c)                        # c_skip (x_t / a) + c_out out
+        return self.prediction.to_x0(x_t.to(work), out, *coefficients)
 
     def _coefficients_at(self, t: torch.Tensor, x_t: torch.Tensor, work: torch.dtype) -> tuple:
-        """(c_in, a, b, c) at t (see ``_coefficients``): prepared Python numbers when the batch shares a prepared time, else
-        tensors broadcastable against x_t (c_in in x_t's dtype, cx and cy in the working dtype)."""
+        """(c_in, *x0 coefficients) at t: prepared Python numbers when the batch shares a prepared time,
+        else tensors broadcastable against x_t (c_in in x_t's dtype, the rest in the working dtype)."""
         if self._prepared:
             values = t.tolist()
             if values.count(values[0]) == len(values) and values[0] in self._prepared:
                 return self._prepared[values[0]]
         c_in, *rest = self._coefficients(*self.schedule.levels(t.double())[:2])
-        return (None if c_in is None else _expand(c_in, x_t).to(x_t.dtype),
-                *(None if v is None else _expand(v, x_t).to(work) for v in rest))
+        return (None if c_in is None else _like(c_in, x_t), *(_expand(v, x_t).to(work) for v in rest))
 
     def _coefficients(self, alpha: torch.Tensor, sigma: torch.Tensor) -> tuple:
-        """float64 (c_in or None, a, b, c): the network sees c_in x_t, and eps and v use (alpha, sigma),
-        edm (alpha, c_skip, c_out), x0 nothing. Raises where eps or edm would divide by alpha = 0."""
-        if self.prediction in ("eps", "edm") and bool((alpha == 0).any()):
-            raise ValueError(f"prediction {self.prediction!r} cannot give x0 where alpha = 0 (pure noise); "
+        """float64 (c_in or None, *x0 coefficients). Raises where x0 would divide by alpha = 0."""
+        self._check_alpha(alpha)
+        return (self.prediction.input_scale(alpha, sigma), *self.prediction.x0_coefficients(alpha, sigma))
+
+    def _check_alpha(self, alpha: torch.Tensor) -> None:
+        if self.prediction.needs_alpha and bool((alpha == 0).any()):
+            raise ValueError(f"prediction {self.prediction.name!r} cannot give x0 where alpha = 0 (pure noise); "
                              "use prediction 'v' or 'x0' with a zero-terminal-SNR schedule")
-        if self.prediction == "x0":
-            return None, None, None, None
-        if self.prediction in ("eps", "v"):
-            return None, alpha, sigma, None
-        c_skip, c_out, c_in = edm_coefficients(alpha, sigma, self.sigma_data)
-        return c_in / alpha, alpha, c_skip, c_out

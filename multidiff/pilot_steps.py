@@ -34,9 +34,11 @@ import math
 
 import torch
 
-from . import samplers, schedules
+from . import parameterizations, samplers, schedules
 from . import steps as placements
-from .parameterizations import Denoiser, check_name
+from .parameterizations import Denoiser
+from .sampling import device_of
+from .schedules import interp
 
 REFERENCE_SAMPLER = "dpmpp_3m"
 REFERENCE_STEPS = 400
@@ -69,9 +71,7 @@ class PilotSteps:
             raise ValueError(f"this pilot was fitted for the schedule {self.schedule!r}, not {schedule!r}")
         if t_max != 1.0:
             raise ValueError(f"a pilot placement starts at t = 1 (pure noise), got t_max = {t_max}")
-        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
-        steps = int(steps)
+        steps = placements.check_count(steps)
         if steps not in self.tuned:
             self.tuned[steps] = self._tune(steps)
         return self.times(steps, *self.tuned[steps][0])
@@ -81,11 +81,11 @@ class PilotSteps:
         lam = self.lam
         cdf = torch.cat([torch.zeros(1, dtype=torch.float64),
                          torch.cumsum(self.speed.clamp(min=1e-300) ** gamma * lam.diff(), 0)])
-        ends = _interp(torch.tensor([a, b], dtype=torch.float64), lam, cdf)
+        ends = interp(torch.tensor([a, b], dtype=torch.float64), lam, cdf)
         shares = torch.linspace(float(ends[0]), float(ends[1]), steps - 1, dtype=torch.float64)
         if steps == 2:
             shares = ends[1:]
-        inner = self.schedule.t_from_logsnr(_interp(shares, cdf, lam))
+        inner = self.schedule.t_from_logsnr(interp(shares, cdf, lam))
         t = torch.cat([torch.ones(1, dtype=torch.float64), inner, torch.zeros(1, dtype=torch.float64)])
         if not bool((t[1:] < t[:-1]).all()):
             raise ValueError(f"(a, b) = ({a}, {b}) gives times that do not fall strictly: {t.tolist()}")
@@ -157,18 +157,18 @@ class PilotSteps:
         return point, best
 
 
-def fit(model, shape, *, schedule, sampler: str = "dpmpp_2m", prediction: str = "eps", sigma_data: float = 0.5,
+def fit(model, shape, *, schedule, sampler: str = "dpmpp_2m", prediction="eps",
         generator: torch.Generator | None = None) -> PilotSteps:
     """Run the pilot's reference solve for ``model`` (as ``multidiff.sample`` calls it) on noises of ``shape``.
 
     shape: (pilot batch, ...) like the samples to come; a few dozen pilot noises are enough. The
-    pilot noises are drawn from ``generator`` (seed 0 if None). The new pilot becomes the one that
-    ``placement="pilot"`` uses.
+    pilot noises are drawn from ``generator`` (seed 0 if None). prediction: a name or a
+    ``multidiff.parameterizations`` object. The new pilot becomes the one that ``placement="pilot"`` uses.
     """
     global _active
     schedule = schedules.get(schedule)
     samplers.get(sampler)
-    check_name(prediction)
+    prediction = parameterizations.get(prediction)
     shape = tuple(int(n) for n in shape)
     if len(shape) < 1 or min(shape) < 1:
         raise ValueError(f"shape must be (pilot batch, ...) with positive sizes, got {shape}")
@@ -176,9 +176,9 @@ def fit(model, shape, *, schedule, sampler: str = "dpmpp_2m", prediction: str = 
         generator = torch.Generator().manual_seed(0)
     noise = torch.randn(shape, generator=generator, dtype=torch.float32)
     start = noise * float(schedule.sigma(torch.tensor(1.0, dtype=torch.float64)))
-    denoiser = Denoiser(model, schedule, prediction, sigma_data=sigma_data)
+    denoiser = Denoiser(model, schedule, prediction)
     with torch.no_grad():
-        _active = PilotSteps(lambda x, t: denoiser(x, t, None), schedule, sampler, start.to(_device_of(model)))
+        _active = PilotSteps(lambda x, t: denoiser(x, t, None), schedule, sampler, start.to(device_of(model)))
     return _active
 
 
@@ -187,20 +187,6 @@ def _fitted_pilot(schedule, steps: int, t_max: float = 1.0) -> torch.Tensor:
     if _active is None:
         raise ValueError("no pilot fitted: call multidiff.pilot_steps.fit(model, shape, schedule=...) first")
     return _active(schedule, steps, t_max)
-
-
-def _device_of(model) -> torch.device:
-    if isinstance(model, torch.nn.Module):
-        for tensor in model.parameters():
-            return tensor.device
-    return torch.device("cpu")
-
-
-def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
-    """np.interp for increasing xp (float64 tensors)."""
-    i = torch.searchsorted(xp, x).clamp(1, len(xp) - 1)
-    w = ((x - xp[i - 1]) / (xp[i] - xp[i - 1]).clamp(min=1e-300)).clamp(0.0, 1.0)
-    return fp[i - 1] + w * (fp[i] - fp[i - 1])
 
 
 placements.register("pilot", _fitted_pilot)

@@ -14,10 +14,10 @@ import inspect
 import numpy as np
 import torch
 
-from . import samplers, schedules
+from . import parameterizations, samplers, schedules
 from . import steps as placements
 from .guidance import guided
-from .parameterizations import Denoiser, check_name
+from .parameterizations import Denoiser
 
 # Step placement each sampler uses unless told otherwise.
 DEFAULT_PLACEMENT = {
@@ -33,43 +33,40 @@ DEFAULT_PLACEMENT = {
 }
 
 
-def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20, prediction: str = "eps",
+def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20, prediction="eps",
            cond=None, guidance_scale: float = 1.0, noise=None, generator=None, **options) -> torch.Tensor:
     """Draw samples of ``shape`` (batch first) from ``model(x_t, t, cond) -> prediction``.
 
-    schedule: a ``multidiff.schedules`` name or Schedule. noise: the standard-normal starting tensor of
-    ``shape`` (float64 noise keeps the whole run in float64); else drawn per sample on the model's device.
-    options: ``placement`` (a ``multidiff.steps`` name; default per sampler in DEFAULT_PLACEMENT),
-    ``sigma_data`` (edm), ``first_index`` (index of this batch's first sample within a larger set drawn
-    in chunks with generators of one seed: chunked draws then equal one batch), and the sampler's own
-    keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order, variant). Network calls: ``steps`` for every sampler, 2 * steps - 1 for heun (with guidance each call
-    runs the conditional and unconditional branches as one doubled batch).
+    schedule: a ``multidiff.schedules`` name or Schedule. prediction: a ``multidiff.parameterizations``
+    name or Prediction (e.g. ``EDMPrediction(sigma_data=1.0)``). noise: the standard-normal starting
+    tensor of ``shape`` (float64 noise keeps the whole run in float64); else drawn per sample on the
+    model's device. options: ``placement`` (a ``multidiff.steps`` name; default per sampler in
+    DEFAULT_PLACEMENT), ``first_index`` (index of this batch's first sample within a larger set drawn in
+    chunks with generators of one seed: chunked draws then equal one batch), and the sampler's own
+    keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order, variant). Network calls: ``steps`` for every
+    sampler, 2 * steps - 1 for heun (with guidance each call runs the conditional and unconditional
+    branches as one doubled batch).
     """
     schedule = schedules.get(schedule)
     run = samplers.get(sampler)
-    check_name(prediction)
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    prediction = parameterizations.get(prediction)
+    steps = placements.check_count(steps)
     shape = tuple(int(n) for n in shape)
     if len(shape) < 1 or shape[0] < 1:
         raise ValueError(f"shape must start with a positive batch size, got {shape}")
     if cond is not None and tuple(cond.shape) != shape[:1]:
         raise ValueError(f"cond must be a LongTensor of shape ({shape[0]},), got {tuple(cond.shape)}")
-    times = _placement(options.pop("placement", DEFAULT_PLACEMENT[sampler]), schedule, int(steps))
-    alpha_start, sigma_start = (float(v[0]) for v in schedule.levels(times[:1])[:2])
-    if prediction in ("eps", "edm") and alpha_start == 0.0:
-        raise ValueError(f"prediction {prediction!r} cannot give x0 where alpha = 0 (the schedule ends in pure noise "
-                         f"at t = {float(times[0]):g}); use prediction 'v' or 'x0'")
-    sigma_data = options.pop("sigma_data", 0.5)
+    times = _placement(options.pop("placement", DEFAULT_PLACEMENT[sampler]), schedule, steps)
+    sigma_start = float(schedule.levels(times[:1])[1][0])
     first_index = int(options.pop("first_index", 0))
     parameters = inspect.signature(run).parameters
     accepted = set(parameters) - {"denoise", "x", "times", "schedule", "noise"}
     unknown = set(options) - accepted
     if unknown:
         raise ValueError(f"sampler {sampler!r} takes no option(s) {sorted(unknown)}; "
-                         f"it takes: placement, sigma_data, {', '.join(sorted(accepted)) or 'nothing else'}")
+                         f"it takes: placement, first_index, {', '.join(sorted(accepted)) or 'nothing else'}")
 
-    device = noise.device if noise is not None else _device_of(model, cond)
+    device = noise.device if noise is not None else device_of(model, cond)
     seed = _seed(generator)
     generators = _per_sample_generators(seed, shape[0], first_index) if noise is None else None
     if noise is None:
@@ -79,8 +76,8 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
     dtype = torch.float64 if noise.dtype == torch.float64 else torch.float32
     x = noise.to(dtype) * sigma_start
 
-    denoiser = Denoiser(model, schedule, prediction, sigma_data=sigma_data)
-    denoiser.prepare(times.to(dtype))    # samplers call with t in the state's dtype
+    denoiser = Denoiser(model, schedule, prediction)
+    denoiser.prepare(times.to(dtype))    # samplers call with t in the state's dtype; refuses alpha = 0 for eps, edm
     denoiser = guided(denoiser, guidance_scale)
     kwargs = dict(options)
     if "noise" in parameters:
@@ -105,7 +102,7 @@ def _placement(name: str, schedule, steps: int) -> torch.Tensor:
     return times.to(torch.float64)
 
 
-def _device_of(model, cond) -> torch.device:
+def device_of(model, cond=None) -> torch.device:
     """Where to draw the noise: the network's parameters, else the labels, else the CPU."""
     if isinstance(model, torch.nn.Module):
         for tensor in model.parameters():

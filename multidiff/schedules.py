@@ -72,13 +72,14 @@ class Schedule:
         return f"{type(self).__name__}()"
 
 
-def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
-    """Piecewise-linear interpolation, ``xp`` increasing (torch's missing np.interp)."""
+def interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear interpolation, ``xp`` non-decreasing (torch's missing np.interp); a repeated
+    ``xp`` value takes the left end of the step."""
     xp, fp = xp.to(x.device), fp.to(x.device)
     i = torch.searchsorted(xp, x.contiguous()).clamp_(1, len(xp) - 1)
     below = i - 1
     x0, x1, f0, f1 = xp.take(below), xp.take(i), fp.take(below), fp.take(i)
-    w = ((x - x0) / (x1 - x0)).clamp(0.0, 1.0)
+    w = ((x - x0) / (x1 - x0).clamp(min=1e-300)).clamp(0.0, 1.0)
     return f0 + w * (f1 - f0)
 
 
@@ -116,12 +117,12 @@ class DiscreteSchedule(Schedule):
         return cls(torch.cumprod(1.0 - betas, dim=0), name=name)
 
     def _logsnr(self, t):
-        return _logsnr_from_log_alpha2(_interp(t, self._grid_t, self._grid_log_a2))
+        return _logsnr_from_log_alpha2(interp(t, self._grid_t, self._grid_log_a2))
 
     def _t_from_logsnr(self, logsnr):
         log_a2 = _log_alpha2_from_logsnr(logsnr)
         # log alpha^2 falls with t: interpolate on the negated (increasing) grid.
-        return _interp(-log_a2, -self._grid_log_a2, self._grid_t)
+        return interp(-log_a2, -self._grid_log_a2, self._grid_t)
 
     def __repr__(self):
         return f"DiscreteSchedule(name={self.name!r}, num_steps={self.num_steps})"

@@ -51,9 +51,15 @@ def get(name: str) -> Placement:
     return _REGISTRY[name]
 
 
-def _check_steps(steps: int, t_max: float) -> None:
-    if int(steps) != steps or steps < 1:
+def check_count(steps) -> int:
+    """``steps`` as an int; a ValueError unless it is a positive integer (True is not one)."""
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    return int(steps)
+
+
+def _check_steps(steps: int, t_max: float) -> None:
+    check_count(steps)
     if not 0 < t_max <= 1:
         raise ValueError(f"t_max must be in (0, 1], got {t_max}")
 

@@ -1,22 +1,27 @@
-"""Parameterizations, the loss and guidance against closed forms."""
+"""Predictions, the loss and guidance against closed forms."""
 import math
 
 import pytest
 import torch
 
-from multidiff import schedules
+import multidiff
+from multidiff import pilot_steps, schedules
+from multidiff.analytic import GaussianMixture
 from multidiff.guidance import drop_labels, guided
-from multidiff.losses import diffusion_loss, loss_weight
-from multidiff.parameterizations import Denoiser, edm_coefficients, names, training_target
+from multidiff.losses import diffusion_loss
+from multidiff.parameterizations import (Denoiser, EDMPrediction, EpsPrediction, VPrediction, X0Prediction, get,
+                                         names)
+from multidiff.weightings import EDMWeighting
 
 SCHEDULES = {"cosine": schedules.get("cosine"), "edm": schedules.get("edm"), "linear": schedules.get("linear")}
+MIX = GaussianMixture([0.3, 0.7], [[-1.0, 0.5], [1.0, 0.0]], [0.5, 0.6])
 
 
 def oracle(x0, noise, schedule, prediction):
     """A network that knows the clean data and the noise: it returns the exact target."""
     def model(x_in, t, cond):
         t = t.double()
-        return training_target(prediction, x0, noise, schedule.alpha(t), schedule.sigma(t)).to(x_in.dtype)
+        return get(prediction).target(x0, noise, schedule.alpha(t), schedule.sigma(t)).to(x_in.dtype)
     return model
 
 
@@ -39,31 +44,115 @@ def test_denoiser_recovers_x0_from_the_exact_target(prediction, sched):
         assert loss.item() < 1e-12
 
 
+PREDICTION_OBJECTS = [EpsPrediction(), X0Prediction(), VPrediction(), EDMPrediction(), EDMPrediction(sigma_data=1.7)]
+
+
+@pytest.mark.parametrize("prediction", PREDICTION_OBJECTS, ids=repr)
+def test_target_round_trips_to_x0_and_the_error_scale_is_the_output_coefficient(prediction):
+    # At random (alpha, sigma) (on the unit circle for v), x_t = alpha x0 + sigma noise: the target fed back
+    # through the x0 coefficients gives x0, and an output error delta moves x0_hat by x0_error_scale * delta.
+    gen = torch.Generator().manual_seed(3)
+    alpha = 0.05 + 2 * torch.rand(7, generator=gen, dtype=torch.float64)
+    sigma = 0.01 + 5 * torch.rand(7, generator=gen, dtype=torch.float64)
+    if isinstance(prediction, VPrediction):
+        alpha, sigma = alpha / alpha.hypot(sigma), sigma / alpha.hypot(sigma)
+    x0, noise, delta = (torch.randn(7, 2, 3, generator=gen, dtype=torch.float64) for _ in range(3))
+    x_t = alpha[:, None, None] * x0 + sigma[:, None, None] * noise
+    coefficients = [c[:, None, None] for c in prediction.x0_coefficients(alpha, sigma)]
+    target = prediction.target(x0, noise, alpha, sigma)
+    assert torch.allclose(prediction.to_x0(x_t, target, *coefficients), x0, atol=1e-10)
+    moved = prediction.to_x0(x_t, target + delta, *coefficients) - x0
+    assert torch.allclose(moved.abs(), prediction.x0_error_scale(alpha, sigma)[:, None, None] * delta.abs(), atol=1e-10)
+    assert prediction.needs_alpha == (prediction.name in ("eps", "edm"))
+
+
 def test_v_target_is_salimans_ho():
     # v = alpha eps - sigma x0, and at logSNR 0 (alpha = sigma = 1/sqrt2): v = (eps - x0)/sqrt2
     a = s = torch.tensor([1 / math.sqrt(2)], dtype=torch.float64)
     x0, eps = torch.tensor([[1.0]], dtype=torch.float64), torch.tensor([[3.0]], dtype=torch.float64)
-    assert training_target("v", x0, eps, a, s).item() == pytest.approx(2 / math.sqrt(2))
+    assert get("v").target(x0, eps, a, s).item() == pytest.approx(2 / math.sqrt(2))
 
 
-def test_edm_coefficients_match_the_paper_table():
-    # Karras et al. Table 1 with sigma = 2, sigma_data = 0.5 (alpha = 1).
-    c_skip, c_out, c_in = edm_coefficients(torch.tensor([1.0]), torch.tensor([2.0]), 0.5)
-    assert c_skip.item() == pytest.approx(0.25 / 4.25)
-    assert c_out.item() == pytest.approx(2 * 0.5 / math.sqrt(4.25))
-    assert c_in.item() == pytest.approx(1 / math.sqrt(4.25))
+@pytest.mark.parametrize("sigma_data,sigma", [(0.5, 2.0), (1.3, 0.2), (0.25, 40.0)])
+def test_edm_coefficients_match_the_paper_table(sigma_data, sigma):
+    # Karras et al. Table 1 (alpha = 1): c_skip = sd^2 / (s^2 + sd^2), c_out = s sd / sqrt(s^2 + sd^2),
+    # c_in = 1 / sqrt(s^2 + sd^2); the loss weight (s^2 + sd^2) / (s sd)^2 is 1 / c_out^2.
+    edm = EDMPrediction(sigma_data=sigma_data)
+    one, s = torch.tensor([1.0], dtype=torch.float64), torch.tensor([sigma], dtype=torch.float64)
+    c_skip, c_out, c_in = (c.item() for c in edm.preconditioning(one, s))
+    norm = math.sqrt(sigma**2 + sigma_data**2)
+    assert (c_skip, c_out, c_in) == pytest.approx((sigma_data**2 / norm**2, sigma * sigma_data / norm, 1 / norm))
+    assert edm.input_scale(one, s).item() == pytest.approx(1 / norm)
+    assert edm.x0_error_scale(one, s).item() == pytest.approx(c_out)
+    # Another alpha: the same table at sigma~ = sigma / alpha, and the network sees c_in x_t / alpha.
+    half = torch.tensor([0.5], dtype=torch.float64)
+    assert edm.preconditioning(half, s / 2)[0].item() == pytest.approx(c_skip)
+    assert edm.input_scale(half, s / 2).item() == pytest.approx(2 / norm)
+    assert EDMWeighting(sigma_data=sigma_data).weight(edm, one, s).item() == pytest.approx(1.0)
 
 
-def test_min_snr_weights_match_hang_et_al():
-    # Hang et al. 2023: eps-prediction weight min(snr, g)/snr; v-prediction min(snr, g)/(snr + 1).
-    s = SCHEDULES["cosine"]
-    t = torch.linspace(0.01, 0.99, 50, dtype=torch.float64)
-    a, sig = s.alpha(t), s.sigma(t)
-    snr = (a / sig) ** 2
-    assert torch.allclose(loss_weight("eps", "min_snr", a, sig, min_snr_gamma=5.0), snr.clamp(max=5) / snr)
-    assert torch.allclose(loss_weight("v", "min_snr", a, sig, min_snr_gamma=5.0), snr.clamp(max=5) / (snr + 1))
-    assert torch.allclose(loss_weight("x0", "min_snr", a, sig, min_snr_gamma=5.0), snr.clamp(max=5))
-    assert torch.allclose(loss_weight("edm", "edm", a, sig), torch.ones_like(a))
+def test_get_by_name_by_object_and_unknown_names():
+    assert names() == ["eps", "x0", "v", "edm"]
+    for name, cls in zip(names(), (EpsPrediction, X0Prediction, VPrediction, EDMPrediction)):
+        assert type(get(name)) is cls and get(name).name == name
+    assert get("edm").sigma_data == 0.5 and get("edm", sigma_data=0.7).sigma_data == 0.7
+    edm = EDMPrediction(sigma_data=2.0)
+    assert get(edm) is edm
+    for bad, message in [(lambda: get("epsilon"), "unknown prediction 'epsilon'; known: eps, x0, v, edm"),
+                         (lambda: get(None), "unknown prediction None; known: eps, x0, v, edm"),
+                         (lambda: get("eps", sigma_data=1.0), "bad parameters for prediction 'eps'"),
+                         (lambda: get(edm, sigma_data=1.0), "go with a prediction name"),
+                         (lambda: EDMPrediction(sigma_data=0.0), "sigma_data > 0")]:
+        with pytest.raises(ValueError, match=message) as err:
+            bad()
+        assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name,obj", [("v", VPrediction()), ("edm", EDMPrediction()), ("eps", EpsPrediction())],
+                         ids=["v", "edm", "eps"])
+def test_a_name_and_its_object_give_identical_results(name, obj):
+    schedule = SCHEDULES["cosine"]
+    model = MIX.model(name, schedule)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(1))
+    t = torch.linspace(0.1, 0.9, 4, dtype=torch.float64)
+    assert torch.equal(Denoiser(model, schedule, name)(x, t), Denoiser(model, schedule, obj)(x, t))
+    loss = [diffusion_loss(model, x, schedule=schedule, prediction=p, weighting="min_snr",
+                           generator=torch.Generator().manual_seed(2)) for p in (name, obj)]
+    assert torch.equal(*loss)
+    drawn = [multidiff.sample(model, (3, 2), schedule=schedule, sampler="dpmpp_2m_sde", steps=5, prediction=p,
+                              generator=torch.Generator().manual_seed(3)) for p in (name, obj)]
+    assert torch.equal(*drawn)
+    if name == "edm":   # the pilot's reference solve is 400 network calls: one prediction is enough
+        pilots = [pilot_steps.fit(model, (4, 2), schedule=schedule, prediction=p,
+                                  generator=torch.Generator().manual_seed(4)) for p in (name, obj)]
+        assert torch.equal(pilots[0].reference, pilots[1].reference) and torch.equal(pilots[0].speed, pilots[1].speed)
+
+
+def test_edm_with_its_own_sigma_data_through_sample_and_loss():
+    # A perfect network for EDM preconditioning with sigma_data = 2 samples the exact ODE solution when
+    # the sampler is given that prediction, and a wrong answer with the default sigma_data = 0.5.
+    schedule = SCHEDULES["edm"]
+    edm = EDMPrediction(sigma_data=2.0)
+    model = MIX.model(edm, schedule)
+    noise = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = MIX.ode_solution(noise, schedule)
+
+    def error(prediction):
+        x = multidiff.sample(model, noise.shape, schedule=schedule, sampler="dpmpp_3m", steps=60, noise=noise,
+                             prediction=prediction)
+        return (x - exact).abs().max().item()
+
+    assert error(edm) < 1e-2    # 5e-4
+    assert error("edm") > 0.1   # 1.5
+    # The oracle for sigma_data = 2 has zero loss under that prediction and a positive one under the default.
+    x0, nz = torch.randn(5, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64), torch.randn(
+        5, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    t = torch.linspace(0.1, 0.9, 5, dtype=torch.float64)
+    perfect = oracle(x0, nz, schedule, edm)
+    matched = diffusion_loss(perfect, x0, schedule=schedule, prediction=edm, weighting=EDMWeighting(sigma_data=2.0),
+                             t=t, noise=nz)
+    assert matched.item() < 1e-20
+    assert diffusion_loss(perfect, x0, schedule=schedule, prediction="edm", t=t, noise=nz).item() > 1e-3
 
 
 def test_mask_excludes_padding_from_the_loss():
@@ -82,19 +171,6 @@ def test_mask_excludes_padding_from_the_loss():
     x0b = x0.clone()
     x0b[..., 6:] = 100.0
     assert diffusion_loss(model, x0b, schedule=s, prediction="eps", t=t, noise=noise, mask=mask).item() == pytest.approx(masked.item(), rel=1e-6)
-
-
-def test_edm_time_sampling_is_log_normal():
-    from multidiff.losses import sample_times
-    s = SCHEDULES["edm"]
-    gen = torch.Generator().manual_seed(0)
-    t = sample_times(s, 200_000, "edm", generator=gen)
-    log_sigma = torch.log(s.sigma(t))
-    inside = (log_sigma > math.log(0.002) + 1e-9) & (log_sigma < math.log(80) - 1e-9)
-    # Inside the schedule's range the draws are N(-1.2, 1.2^2) (only the far tails are clamped).
-    assert inside.float().mean() > 0.999
-    assert log_sigma[inside].mean().item() == pytest.approx(-1.2, abs=0.01)
-    assert log_sigma[inside].std().item() == pytest.approx(1.2, abs=0.01)
 
 
 def test_guidance_combines_branches():
@@ -122,6 +198,8 @@ def test_bad_inputs():
     s = SCHEDULES["cosine"]
     with pytest.raises(ValueError, match="unknown prediction 'epsilon'"):
         Denoiser(lambda *a: None, s, "epsilon")
+    with pytest.raises(ValueError, match="unknown prediction 'epsilon'"):
+        pilot_steps.fit(lambda x, t, c: x, (2, 1), schedule=s, prediction="epsilon")
     d = Denoiser(lambda x, t, c: x[:, :1], s, "eps")
     with pytest.raises(ValueError, match="returned shape"):
         d(torch.zeros(2, 3), torch.full((2,), 0.5))
@@ -132,5 +210,8 @@ def test_bad_inputs():
     d = Denoiser(lambda x, t, c: x, zero_snr, "eps")
     with pytest.raises(ValueError, match="alpha = 0"):
         d(torch.zeros(2, 3), torch.ones(2))
+    # v and x0 need no alpha: at alpha = 0, sigma = 1 the data prediction of v is -v_hat.
+    out = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(Denoiser(lambda x, t, c: out, zero_snr, "v")(torch.zeros(2, 3), torch.ones(2)), -out)
     with pytest.raises(ValueError, match="unknown loss weighting"):
         diffusion_loss(lambda x, t, c: x, torch.zeros(2, 3), schedule=s, weighting="snr")

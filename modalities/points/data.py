@@ -21,6 +21,7 @@ import torch
 import trimesh
 
 from modalities.points.normalize import IDENTITY, Transform, check_protocol, unit_sphere
+from multidiff.cache import cache_dir
 
 MESH_SUFFIXES = (".off", ".obj", ".stl")
 SUFFIXES = MESH_SUFFIXES + (".ply", ".npy")
@@ -28,8 +29,7 @@ SPLITS = ("train", "test")
 
 
 def cache_root() -> Path:
-    base = os.environ.get("MULTIDIFF_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "multidiff") / "points"
+    return cache_dir("points")
 
 
 def _read_geometry(path: Path):

@@ -68,7 +68,6 @@ ENGINE_SECTIONS = ("diffusion", "train", "sample")
 CHOICES = {
     "train.lr_schedule": ("cosine", "constant"),
     "train.precision": ("fp32", "bf16", "fp16"),
-    "diffusion.weighting": ("uniform", "min_snr", "edm"),
 }
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
                list: "a list", dict: "a table"}
@@ -147,7 +146,8 @@ def apply_override(cfg: dict, item: str) -> None:
 
 def validate(cfg: dict) -> None:
     """Check names and numbers the engine depends on; raise UserError naming the bad key."""
-    from multidiff import modality, parameterizations, schedules
+    from multidiff import modality, parameterizations, schedules, weightings
+    from multidiff.engine import diffusion
 
     def choose(key, value, known):
         if value not in known:
@@ -159,6 +159,11 @@ def validate(cfg: dict) -> None:
     choose("modality", cfg["modality"], modality.names())
     choose("diffusion.schedule", cfg["diffusion"]["schedule"], schedules.names())
     choose("diffusion.prediction", cfg["diffusion"]["prediction"], parameterizations.names())
+    choose("diffusion.weighting", cfg["diffusion"]["weighting"], weightings.names())
+    try:
+        diffusion.from_config(cfg["diffusion"])
+    except ValueError as err:
+        raise UserError(f"[diffusion]: {err}") from None
     validate_sampler(cfg["sample"]["sampler"])
     train = cfg["train"]
     for key in ("batch_size", "grad_accum", "log_every", "ckpt_every"):
@@ -196,10 +201,16 @@ def _merge(base: dict, update: dict, prefix: str, origin: str) -> None:
         name = f"{prefix}.{key}" if prefix else key
         if key not in base:
             raise UserError(f"{origin} sets unknown key {name!r}; {_known_keys(base, prefix.split('.'))}")
-        if isinstance(base[key], dict) and isinstance(value, dict) and not name.endswith("_args"):
+        if isinstance(base[key], dict) and isinstance(value, dict) and not is_argument_table(name):
             _merge(base[key], value, name, origin)
         else:
             base[key] = _checked(base[key], value, name)
+
+
+def is_argument_table(key: str) -> bool:
+    """A key ending in ``_args`` (``schedule_args``) holds keyword arguments for a constructor: one value,
+    replaced whole by a preset or override and compared whole on resume, never merged key by key."""
+    return key.endswith("_args")
 
 
 def _parse_value(text: str, current, key: str):

@@ -9,7 +9,6 @@ the samples do not depend on how ``sample.batch_size`` chunks them.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +16,11 @@ import torch
 from torch import nn
 
 from multidiff import modality as modality_registry
-from multidiff import schedules
+from multidiff.cache import cache_dir
 from multidiff.engine import checkpoint
 from multidiff.engine.config import validate_sampler
 from multidiff.engine.data import derived_seed
+from multidiff.engine.diffusion import from_config
 from multidiff.engine.errors import UserError
 from multidiff.modality import Encoder, Modality
 
@@ -79,8 +79,7 @@ def draw(run: Run, labels: torch.Tensor | None, n: int, *, sampler: str, steps: 
     from multidiff.sampling import sample
 
     cfg, device = run.cfg, next(run.model.parameters()).device
-    diffusion = cfg["diffusion"]
-    schedule = schedules.get(diffusion["schedule"], **diffusion["schedule_args"])
+    diffusion = from_config(cfg["diffusion"])
     shape = tuple(cfg["dataset"]["encoded_shape"])
     noise = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
     chunk = cfg["sample"]["batch_size"]
@@ -88,10 +87,9 @@ def draw(run: Run, labels: torch.Tensor | None, n: int, *, sampler: str, steps: 
     for i in range(0, n, chunk):
         gen = torch.Generator().manual_seed(derived_seed(seed, 2))
         cond = None if labels is None else labels[i:i + chunk].to(device)
-        z = sample(run.model, (len(noise[i:i + chunk]), *shape), schedule=schedule, sampler=sampler, steps=steps,
-                   prediction=diffusion["prediction"], cond=cond, guidance_scale=guidance,
-                   noise=noise[i:i + chunk].to(device), generator=gen, first_index=i,
-                   sigma_data=diffusion["sigma_data"])
+        z = sample(run.model, (len(noise[i:i + chunk]), *shape), schedule=diffusion.schedule, sampler=sampler,
+                   steps=steps, prediction=diffusion.prediction, cond=cond, guidance_scale=guidance,
+                   noise=noise[i:i + chunk].to(device), generator=gen, first_index=i)
         out.append(run.encoder.decode(z.float()).cpu())
     return torch.cat(out)
 
@@ -131,9 +129,9 @@ def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = Non
     labels = class_labels(n, run.cfg)
     s = run.cfg["sample"]
     x = draw(run, labels, n, sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"], seed=0)
-    cache_dir = Path(os.environ.get("MULTIDIFF_CACHE", Path.home() / ".cache" / "multidiff")) / run.modality.name
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    metrics = {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, cache_dir).items()}
+    cache = cache_dir(run.modality.name)
+    cache.mkdir(parents=True, exist_ok=True)
+    metrics = {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, cache).items()}
     if Path(run_dir).is_dir():
         (Path(run_dir) / "eval.json").write_text(json.dumps({"step": run.step, "n": n, **metrics}, indent=2) + "\n")
     return metrics

@@ -23,15 +23,16 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from multidiff import modality as modality_registry
-from multidiff import schedules
 from multidiff.engine import checkpoint, distributed
+from multidiff.engine.config import is_argument_table
 from multidiff.engine.data import GlobalBatches, derived_seed, make_loader
+from multidiff.engine.diffusion import from_config
 from multidiff.engine.ema import EMA
 from multidiff.engine.errors import UserError
 from multidiff.engine.generate import Run, build_model, class_labels, draw
 from multidiff.engine.metrics_log import MetricsLog
 from multidiff.guidance import NULL_LABEL, drop_labels
-from multidiff.losses import diffusion_loss, sample_times
+from multidiff.losses import diffusion_loss
 
 #: Keys that may differ between a run's saved config and the one it is resumed with.
 RESUMABLE_KEYS = {"steps", "log_every", "ckpt_every", "sample_every", "num_workers", "compile"}
@@ -89,7 +90,7 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
 
     net = DistributedDataParallel(model) if ctx.world > 1 else model
     net = torch.compile(net) if tc["compile"] else net
-    schedule = schedules.get(dc["schedule"], **dc["schedule_args"])
+    diffusion = from_config(dc)
     conditional = bool(cfg["dataset"]["class_names"])
     per_rank, micro = _split(tc["batch_size"], tc["grad_accum"], ctx.world)
     offset = ctx.rank * per_rank
@@ -115,7 +116,7 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
             for group in opt.param_groups:
                 group["lr"] = tc["lr"] * lr_factor(step, tc)
             _seed_global_rng(derived_seed(tc["seed"], 3, step, ctx.rank), device)  # dropout inside the network
-            t, noise, dropped = _global_draws(step, cfg, schedule, device)
+            t, noise, dropped = _global_draws(step, cfg, diffusion, device)
             x = batch["x"].to(device, non_blocking=True)
             mask = batch["mask"].to(device, non_blocking=True) if "mask" in batch else None
             with torch.no_grad():
@@ -128,10 +129,9 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
                 mb, gb = slice(k, k + micro), slice(offset + k, offset + k + micro)
                 sync = ctx.world == 1 or k + micro == per_rank
                 with (contextlib.nullcontext() if sync else net.no_sync()), autocast:
-                    loss = diffusion_loss(net, z[mb], schedule=schedule, prediction=dc["prediction"],
-                                          weighting=dc["weighting"], cond=None if labels is None else labels[mb],
-                                          mask=None if mask is None else mask[mb], t=t[gb], noise=noise[gb],
-                                          min_snr_gamma=dc["min_snr_gamma"], sigma_data=dc["sigma_data"])
+                    loss = diffusion_loss(net, z[mb], schedule=diffusion.schedule, prediction=diffusion.prediction,
+                                          weighting=diffusion.weighting, cond=None if labels is None else labels[mb],
+                                          mask=None if mask is None else mask[mb], t=t[gb], noise=noise[gb])
                 scaler.scale(loss * (micro / per_rank)).backward()
                 loss_sum += loss.detach().float() * (micro / per_rank)
             flags = torch.stack([loss_sum, torch.tensor(float(stop.received is not None), device=device)])
@@ -202,11 +202,11 @@ def _seed_global_rng(seed: int, device: torch.device) -> None:
         torch.cuda.manual_seed(seed)
 
 
-def _global_draws(step: int, cfg: dict, schedule, device):
+def _global_draws(step: int, cfg: dict, diffusion, device):
     """Diffusion times, noise and dropped-label flags for every example of the global batch of ``step``."""
     dc, batch = cfg["diffusion"], cfg["train"]["batch_size"]
     gen = torch.Generator(device).manual_seed(derived_seed(cfg["train"]["seed"], 2, step))
-    t = sample_times(schedule, batch, dc["weighting"], generator=gen, device=device, p_mean=dc["p_mean"], p_std=dc["p_std"])
+    t = diffusion.weighting.times(diffusion.schedule, batch, generator=gen, device=device)
     noise = torch.randn((batch, *cfg["dataset"]["encoded_shape"]), generator=gen, device=device)
     dropped = None
     if dc["cond_drop"] > 0 and cfg["dataset"]["class_names"]:
@@ -269,7 +269,7 @@ def _check_same_config(cfg: dict, saved: dict, run_dir: Path) -> None:
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict) and v and not k.endswith("_args"):
+        if isinstance(v, dict) and v and not is_argument_table(k):
             out.update(_flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
