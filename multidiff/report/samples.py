@@ -51,7 +51,7 @@ def collect(run: RunData, report_dir: Path, folder: Path) -> SampleSet | None:
         origin, copy, source = _draw(run, folder), False, folder
     else:
         return None
-    chosen = _newest_per_class(source)
+    chosen = _newest_per_class(source, run.cfg.get("dataset", {}).get("class_names", []))
     result = SampleSet(origin)
     for label, files in chosen.items():
         for kind, path in files:
@@ -87,7 +87,8 @@ def _kind(path: Path) -> str | None:
     return None
 
 
-def _newest_per_class(source: Path) -> dict[str, list[tuple[str, Path]]]:
+def _newest_per_class(source: Path, class_names: list[str]) -> dict[str, list[tuple[str, Path]]]:
+    """Up to PER_CLASS files of each class and type, the highest numbers; classes in the run's order."""
     numbered = []
     for path in source.iterdir():
         m = _NUMBER.match(path.stem)
@@ -99,7 +100,9 @@ def _newest_per_class(source: Path) -> dict[str, list[tuple[str, Path]]]:
         same = [p for k, p in chosen.get(label, []) if k == kind]
         if len(same) < PER_CLASS[kind]:
             chosen.setdefault(label, []).append((kind, path))
-    return {label: sorted(files, key=lambda f: f[1].name) for label, files in sorted(chosen.items())}
+    order = {name: i for i, name in enumerate(class_names)}
+    return {label: sorted(files, key=lambda f: f[1].name)
+            for label, files in sorted(chosen.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))}
 
 
 def _describe(kind: str, path: Path, report_dir: Path) -> Sample:
