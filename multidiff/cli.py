@@ -57,6 +57,7 @@ def train(recipe, preset, data_path, overrides, run_dir, resume):
         click.echo(f"trained to step {summary['steps']} in {summary['wall_time_s']:.0f} s "
                    f"({summary['steps_per_s']:.1f} steps/s) -> {run_dir}")
         click.echo(f"sample with: multidiff sample {run_dir} --n 16 --out {run_dir / 'samples'}")
+        click.echo(f"see it with: multidiff report {run_dir}")
 
 
 @main.command()

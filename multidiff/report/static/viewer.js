@@ -30,23 +30,29 @@
 
   Viewer.prototype.draw = function () {
     var ctx = this.canvas.getContext("2d"), w = this.canvas.width, h = this.canvas.height;
-    var cy = Math.cos(this.yaw), sy = Math.sin(this.yaw), cp = Math.cos(this.pitch), sp = Math.sin(this.pitch);
-    var scale = 0.46 * Math.min(w, h) * this.zoom / this.radius, order = new Array(this.n), sx = [], syy = [], depth = [];
+    var cosYaw = Math.cos(this.yaw), sinYaw = Math.sin(this.yaw);
+    var cosPitch = Math.cos(this.pitch), sinPitch = Math.sin(this.pitch);
+    var scale = 0.46 * Math.min(w, h) * this.zoom / this.radius;
+    var screenX = new Float32Array(this.n), screenY = new Float32Array(this.n), depth = new Float32Array(this.n);
+    var order = new Array(this.n);
     for (var i = 0; i < this.n; i++) {
-      var x = this.flat[3 * i] - this.centre[0], y = this.flat[3 * i + 1] - this.centre[1], z = this.flat[3 * i + 2] - this.centre[2];
-      var xr = cy * x - sy * y, yr = sy * x + cy * y;          // turn about the vertical axis
-      var up = cp * z - sp * yr, d = sp * z + cp * yr;         // then tilt towards the viewer
-      sx.push(w / 2 + scale * xr); syy.push(h / 2 - scale * up); depth.push(d); order[i] = i;
+      var x = this.flat[3 * i] - this.centre[0], y = this.flat[3 * i + 1] - this.centre[1];
+      var z = this.flat[3 * i + 2] - this.centre[2];
+      var across = cosYaw * x - sinYaw * y, away = sinYaw * x + cosYaw * y;  // turn about the vertical axis
+      var up = cosPitch * z - sinPitch * away;                                // then tilt towards the viewer
+      depth[i] = sinPitch * z + cosPitch * away;
+      screenX[i] = w / 2 + scale * across;
+      screenY[i] = h / 2 - scale * up;
+      order[i] = i;
     }
-    order.sort(function (a, b) { return depth[b] - depth[a]; }); // far points first
+    order.sort(function (a, b) { return depth[b] - depth[a]; });  // far points first, near ones drawn over them
     ctx.clearRect(0, 0, w, h);
-    var size = Math.max(2, Math.min(4, 900 / Math.sqrt(this.n + 1) / 8));
+    var size = Math.max(2, Math.min(4, 110 / Math.sqrt(this.n + 1)));
     for (var k = 0; k < order.length; k++) {
       var j = order[k], near = 0.5 - depth[j] / (2 * this.radius);
       ctx.fillStyle = colour((this.flat[3 * j + 2] - this.zlo) / this.zspan, near);
-      ctx.fillRect(sx[j] - size / 2, syy[j] - size / 2, size, size);
+      ctx.fillRect(screenX[j] - size / 2, screenY[j] - size / 2, size, size);
     }
-    this.canvas.dataset.drawnPoints = String(this.n);
   };
 
   function attach(canvas) {
