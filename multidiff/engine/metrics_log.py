@@ -21,7 +21,8 @@ class MetricsLog:
     def __init__(self, run_dir: Path, start_step: int, cfg: dict | None = None):
         self.path = Path(run_dir) / "metrics.csv"
         self.plot_path = Path(run_dir) / "loss.png"
-        self.title = (cfg or {}).get("name") or Path(run_dir).name
+        recipe = f"recipe {cfg['name']}" + (f", preset {cfg['preset']}" if cfg.get("preset") else "") if cfg else ""
+        self.title = Path(run_dir).resolve().name + (f" ({recipe})" if recipe else "")
         self.cfg = cfg
         rows = [r for r in read_metrics(self.path) if r["step"] <= start_step] if self.path.exists() else []
         with open(self.path, "w", newline="") as f:
@@ -69,17 +70,26 @@ class MetricsLog:
         scale, with the learning rate on a second axis."""
         from matplotlib.figure import Figure  # not pyplot: no global state, no GUI backend
 
+        from matplotlib.ticker import FuncFormatter
+
         rows = read_metrics(self.path)
         steps = [r["step"] for r in rows]
         loss = [r["loss"] for r in rows]
+        span = smoothing_span(len(loss))
         fig = Figure(figsize=(7, 3.8), dpi=100)
         ax = fig.add_subplot()
-        ax.plot(steps, loss, color="C0", alpha=0.3, linewidth=1, label="loss")
-        ax.plot(steps, smoothed(loss), color="C0", linewidth=2, label=f"loss, EMA over ~{smoothing_span(len(loss))} points")
+        if span > 1:
+            ax.plot(steps, loss, color="C0", alpha=0.3, linewidth=1, label="loss")
+            ax.plot(steps, smoothed(loss, span), color="C0", linewidth=2, label=f"loss, EMA over ~{span} points")
+        else:
+            ax.plot(steps, loss, color="C0", linewidth=2, label="loss")
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         if all(v > 0 for v in loss):
             ax.set_yscale("log")
+            plain = FuncFormatter(lambda v, _: f"{v:g}")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
         lr_axis = ax.twinx()
         lr_axis.plot(steps, [r["lr"] for r in rows], color="C1", linewidth=1, linestyle="--", label="learning rate")
         lr_axis.set_ylabel("learning rate", color="C1")
