@@ -1,4 +1,4 @@
-"""The ``multidiff`` command line: train, sample, eval, info, recipes.
+"""The ``multidiff`` command line: train, sample, eval, info, report, recipes.
 
 Mistakes a user can fix (an unknown recipe, key, sampler or class; a value of the wrong type; a
 missing or unreadable file; an empty dataset) end with one line on stderr and exit status 1.
@@ -57,6 +57,7 @@ def train(recipe, preset, data_path, overrides, run_dir, resume):
         click.echo(f"trained to step {summary['steps']} in {summary['wall_time_s']:.0f} s "
                    f"({summary['steps_per_s']:.1f} steps/s) -> {run_dir}")
         click.echo(f"sample with: multidiff sample {run_dir} --n 16 --out {run_dir / 'samples'}")
+        click.echo(f"see it with: multidiff report {run_dir}")
 
 
 @main.command()
@@ -90,21 +91,36 @@ def sample(run, n, steps, sampler, guidance, cond, seed, out_dir):
 @main.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--n", "n", type=click.IntRange(min=1), help="Number of samples [default: the recipe's eval.n].")
-def evaluate(run_dir, n):
-    """Score samples of RUN_DIR with its modality's metrics; also writes RUN_DIR/eval.json."""
+@click.option("--sampler", help="Sampler name [default: the recipe's].")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps [default: the recipe's].")
+@click.option("--guidance", type=float, help="Classifier-free guidance scale [default: the recipe's].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON file for the result (must not exist) [default: RUN_DIR/evals/eval_step<STEP>_<K>.json].")
+def evaluate(run_dir, n, sampler, steps, guidance, seed, out):
+    """Score samples of RUN_DIR with its modality's metrics.
+
+    Each evaluation goes to a new file (nothing is overwritten); RUN_DIR/eval.json is a copy of the latest.
+    """
     from multidiff.engine.generate import evaluate as run_evaluation
 
-    for name, value in run_evaluation(run_dir, n).items():
+    scores = run_evaluation(run_dir, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, out=out)
+    for name, value in scores.items():
         click.echo(f"{name}: {value:.6g}")
 
 
 @main.command()
 @click.argument("run", type=click.Path(path_type=Path))
-def info(run):
-    """Show a run's config, step, parameter count and data shape."""
+@click.option("--json", "as_json", is_flag=True, help="Print the resolved config as JSON instead.")
+def info(run, as_json):
+    """Show a run's step, size, data, classes, last loss and latest evaluation."""
     from multidiff.engine.checkpoint import read_metadata
+    from multidiff.report.summary import describe_progress
 
     cfg, step, sizes = read_metadata(run)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in cfg.items() if k != "dataset"}, indent=2))
+        return
     data = cfg["dataset"]
     classes = data["class_names"]
     click.echo(f"recipe:     {cfg['name']} ({cfg['modality']}{', preset ' + cfg['preset'] if cfg['preset'] else ''})")
@@ -114,8 +130,23 @@ def info(run):
                f"{tuple(data['encoded_shape'])} by {data['encoder']}")
     click.echo(f"classes:    {len(classes)}" + (f" ({', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''})"
                                                  if classes else ""))
-    click.echo("config:")
-    click.echo(json.dumps({k: v for k, v in cfg.items() if k != "dataset"}, indent=2))
+    for line in describe_progress(run, cfg):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the report [default: RUN/report; required with several runs].")
+def report(runs, out):
+    """Write an HTML report of RUN (or a comparison of several RUNS) that opens offline.
+
+    Draws a few samples from the checkpoint when RUN/samples is empty.
+    """
+    from multidiff.report import write_report
+
+    index = write_report(list(runs), out)
+    click.echo(f"wrote {index}")
 
 
 @main.command()

@@ -47,8 +47,6 @@ def weights_path(run_or_ckpt: str | Path) -> Path:
 
 def save(run_dir: Path, *, step: int, cfg: dict, parts: dict[str, dict[str, torch.Tensor]], train_state: dict) -> None:
     """Write the weights (``parts``: name -> state dict, names from PARTS) and the training state."""
-    tensors = {f"{part}.{k}": v.detach().cpu().contiguous().clone() for part, sd in parts.items() for k, v in sd.items()}
-    metadata = {"format": FORMAT, "step": str(step), "config": json.dumps(cfg)}
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "step": step, **train_state}, buffer)
     folder = checkpoint_dir(run_dir)
@@ -60,7 +58,14 @@ def save(run_dir: Path, *, step: int, cfg: dict, parts: dict[str, dict[str, torc
     if (folder / STATE_NAME).exists():
         os.replace(folder / STATE_NAME, folder / PREVIOUS_STATE_NAME)
     os.replace(tmp, folder / STATE_NAME)
-    atomic_write(folder / WEIGHTS_NAME, save_safetensors(tensors, metadata))
+    write_weights(folder / WEIGHTS_NAME, step=step, cfg=cfg, parts=parts)
+
+
+def write_weights(path: Path, *, step: int, cfg: dict, parts: dict[str, dict[str, torch.Tensor]]) -> None:
+    """A weights file that sampling reads like last.safetensors (used for it and for best.safetensors)."""
+    tensors = {f"{part}.{k}": v.detach().cpu().contiguous().clone() for part, sd in parts.items() for k, v in sd.items()}
+    metadata = {"format": FORMAT, "step": str(step), "config": json.dumps(cfg)}
+    atomic_write(Path(path), save_safetensors(tensors, metadata))
 
 
 def load_weights(run_or_ckpt: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict, int]:

@@ -54,6 +54,10 @@ ENGINE_DEFAULTS = {
         "log_every": 50,
         "ckpt_every": 1000,
         "sample_every": 0,          # preview period in steps; 0 = only at the end
+        "eval_every": 0,            # period in steps of the modality's metrics on eval_n samples; 0 = off
+        "eval_n": 64,
+        "best_metric": "",          # a metric of those evaluations: keep checkpoints/best.safetensors by it
+        "best_mode": "min",         # min | max: whether lower or higher best_metric is better
     },
     "sample": {
         "sampler": "dpmpp_2m",
@@ -68,6 +72,7 @@ ENGINE_SECTIONS = ("diffusion", "train", "sample")
 CHOICES = {
     "train.lr_schedule": ("cosine", "constant"),
     "train.precision": ("fp32", "bf16", "fp16"),
+    "train.best_mode": ("min", "max"),
 }
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
                list: "a list", dict: "a table"}
@@ -169,6 +174,11 @@ def validate(cfg: dict) -> None:
     for key in ("batch_size", "grad_accum", "log_every", "ckpt_every"):
         if train[key] < 1:
             raise UserError(f"train.{key} must be at least 1, got {train[key]}")
+    if train["eval_every"] < 0 or train["eval_n"] < 2:
+        raise UserError(f"train.eval_every must be at least 0 and train.eval_n at least 2, got "
+                        f"{train['eval_every']} and {train['eval_n']}")
+    if train["best_metric"] and not train["eval_every"]:
+        raise UserError("train.best_metric needs evaluations during training: set train.eval_every")
     if train["batch_size"] % train["grad_accum"]:
         raise UserError(f"train.batch_size ({train['batch_size']}) must be a multiple of "
                         f"train.grad_accum ({train['grad_accum']})")

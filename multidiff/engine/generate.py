@@ -8,7 +8,6 @@ the samples do not depend on how ``sample.batch_size`` chunks them.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,20 +120,33 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
     return {"x": x, "labels": labels, "paths": paths}
 
 
-def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = None) -> dict[str, float]:
-    """The modality's metrics on ``n`` samples (default ``eval.n``) balanced over the classes,
-    drawn with the run's sampling defaults; also written to RUN/eval.json."""
+def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = None, *, sampler: str | None = None,
+             steps: int | None = None, guidance: float | None = None, seed: int = 0,
+             out: str | Path | None = None) -> dict[str, float]:
+    """The modality's metrics on ``n`` samples (default ``eval.n``) balanced over the classes, drawn with
+    the given sampling settings (unset ones from the run's ``[sample]``). A run directory's evaluation
+    is written to its own file (see multidiff.engine.evaluations), or to ``out``."""
+    from multidiff.engine import evaluations
+
     run = load_run(run_dir, device or default_device())
     n = n or run.cfg["eval"]["n"]
-    labels = class_labels(n, run.cfg)
     s = run.cfg["sample"]
-    x = draw(run, labels, n, sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"], seed=0)
+    settings = {"sampler": sampler or s["sampler"], "steps": steps or s["steps"],
+                "guidance": s["guidance"] if guidance is None else guidance, "seed": seed}
+    validate_sampler(settings["sampler"])
+    metrics = score(run, n, **settings)
+    if Path(run_dir).is_dir():
+        evaluations.record(Path(run_dir), {"step": run.step, "n": n, **metrics, "settings": settings}, out)
+    return metrics
+
+
+def score(run: Run, n: int, *, sampler: str, steps: int, guidance: float, seed: int) -> dict[str, float]:
+    """The modality's metrics on ``n`` samples of ``run`` balanced over the classes."""
+    labels = class_labels(n, run.cfg)
+    x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed)
     cache = cache_dir(run.modality.name)
     cache.mkdir(parents=True, exist_ok=True)
-    metrics = {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, cache).items()}
-    if Path(run_dir).is_dir():
-        (Path(run_dir) / "eval.json").write_text(json.dumps({"step": run.step, "n": n, **metrics}, indent=2) + "\n")
-    return metrics
+    return {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, cache).items()}
 
 
 def default_device() -> torch.device:

@@ -28,14 +28,16 @@ from multidiff.engine.config import is_argument_table
 from multidiff.engine.data import GlobalBatches, derived_seed, make_loader
 from multidiff.engine.diffusion import from_config
 from multidiff.engine.ema import EMA
+from multidiff.engine.evaluations import TrainingEvaluation
 from multidiff.engine.errors import UserError
 from multidiff.engine.generate import Run, build_model, class_labels, draw
-from multidiff.engine.metrics_log import MetricsLog
+from multidiff.engine.metrics_log import MetricsLog, versions
 from multidiff.guidance import NULL_LABEL, drop_labels
 from multidiff.losses import diffusion_loss
 
 #: Keys that may differ between a run's saved config and the one it is resumed with.
-RESUMABLE_KEYS = {"steps", "log_every", "ckpt_every", "sample_every", "num_workers", "compile"}
+RESUMABLE_KEYS = {"steps", "log_every", "ckpt_every", "sample_every", "num_workers", "compile", "eval_every", "eval_n",
+                  "best_metric", "best_mode"}
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -96,18 +98,21 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
     offset = ctx.rank * per_rank
     batches = iter(make_loader(train_set, GlobalBatches(len(train_set), tc["batch_size"], tc["seed"], start,
                                                        ctx.rank, ctx.world), tc["num_workers"], device.type == "cuda"))
-    log = MetricsLog(run_dir, start) if ctx.is_main else None
+    log = MetricsLog(run_dir, start, cfg) if ctx.is_main else None
+    evaluation = TrainingEvaluation(run_dir, cfg, start) if ctx.is_main else None
     stop = _StopSignals()
     pbar = tqdm(total=tc["steps"], initial=start, disable=not ctx.is_main, dynamic_ncols=True,
                 mininterval=1.0, desc=cfg["name"])
     autocast = (torch.autocast(device.type, dtype=AUTOCAST[tc["precision"]]) if tc["precision"] in AUTOCAST
                 else contextlib.nullcontext())
 
+    def parts():
+        return {"model": model.state_dict(), "ema": ema.state_dict() if ema else {}, "encoder": encoder.state_dict()}
+
     def save(step):
         if ctx.is_main:
-            parts = {"model": model.state_dict(), "ema": ema.state_dict() if ema else {}, "encoder": encoder.state_dict()}
             state = {"optimizer": opt.state_dict(), "scaler": scaler.state_dict()}
-            checkpoint.save(run_dir, step=step, cfg=cfg, parts=parts, train_state=state)
+            checkpoint.save(run_dir, step=step, cfg=cfg, parts=parts(), train_state=state)
 
     step, stopping, window, window_start, session_start = start, False, [], time.perf_counter(), time.perf_counter()
     try:
@@ -165,7 +170,9 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
                 if log is not None:
                     log.plot()
             if ctx.is_main and tc["sample_every"] and step % tc["sample_every"] == 0 and step < tc["steps"]:
-                _preview(run_dir, step, cfg, modality, model, ema, encoder)
+                _preview(run_dir, step, cfg, modality, model, ema, encoder, log)
+            if ctx.is_main and evaluation.due(step):
+                evaluation(step, Run(cfg, step, modality, _sampling_model(model, ema), encoder), parts(), log)
     finally:
         stop.restore()
         pbar.close()
@@ -176,8 +183,9 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
     if ctx.is_main:
         log.plot()
         if not stopping:
-            _preview(run_dir, step, cfg, modality, model, ema, encoder)
+            _preview(run_dir, step, cfg, modality, model, ema, encoder, log)
         _write_summary(run_dir, started, step, session_steps, session_time, device, ctx.world)
+        log.finish()
     distributed.barrier(ctx)
     if stopping:
         raise UserError(f"stopped by {stop.received or 'a signal to another process'} at step {step}; "
@@ -276,25 +284,33 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _preview(run_dir: Path, step: int, cfg: dict, modality, model, ema, encoder) -> None:
-    """A picture of ``sample.n`` samples from the EMA weights, balanced over the classes."""
+def _sampling_model(model, ema):
+    """A copy of the network with the EMA weights (when kept), in eval mode."""
     sampler_model = copy.deepcopy(model).eval()
     if ema is not None:
         sampler_model.load_state_dict(ema.state_dict(), strict=False)
+    return sampler_model
+
+
+def _preview(run_dir: Path, step: int, cfg: dict, modality, model, ema, encoder, log) -> None:
+    """A picture of ``sample.n`` samples from the EMA weights, balanced over the classes (also to TensorBoard)."""
     n, s = cfg["sample"]["n"], cfg["sample"]
     labels = class_labels(n, cfg)
-    x = draw(Run(cfg, step, modality, sampler_model, encoder), labels, n, sampler=s["sampler"], steps=s["steps"],
-             guidance=s["guidance"], seed=cfg["train"]["seed"])
-    modality.preview(x, labels, run_dir / "previews" / f"step_{step:06d}.png", cfg)
+    x = draw(Run(cfg, step, modality, _sampling_model(model, ema), encoder), labels, n, sampler=s["sampler"],
+             steps=s["steps"], guidance=s["guidance"], seed=cfg["train"]["seed"])
+    picture = run_dir / "previews" / f"step_{step:06d}.png"
+    modality.preview(x, labels, picture, cfg)
+    log.samples(step, x, labels, modality, cfg, picture)
 
 
 def _write_summary(run_dir, started, step, session_steps, session_time, device, world) -> None:
     summary = {"wall_time_s": time.perf_counter() - started, "steps": step, "steps_this_session": session_steps,
                "steps_per_s": session_steps / session_time if session_time > 0 else 0.0,
                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               "device": str(device), "processes": world}
+               "device": str(device), "processes": world, **versions()}
     if device.type == "cuda":
         summary["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        summary["device_name"] = torch.cuda.get_device_name(device)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
