@@ -1,7 +1,8 @@
 """The ``multidiff`` command line: train, sample, eval, info, report, recipes.
 
-Mistakes a user can fix (an unknown recipe, key, sampler or class; a value of the wrong type; a
-missing or unreadable file; an empty dataset) end with one line on stderr and exit status 1.
+Mistakes a user can fix (an unknown recipe, key, sampler or class; a value of the wrong type or out
+of range; a missing, unreadable or unwritable file; a full disk; an empty dataset) end with one line
+on stderr and exit status 1.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import click
 
 from multidiff.engine.errors import UserError
 
-USER_ERRORS = (UserError, FileNotFoundError, NotADirectoryError, PermissionError, KeyError, ValueError)
+#: OSError covers the machine's faults a user can fix too: a read-only or full disk, a missing file.
+USER_ERRORS = (UserError, OSError, KeyError, ValueError)
 
 
 class _Commands(click.Group):
@@ -21,8 +23,14 @@ class _Commands(click.Group):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as e:
-            message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-            raise click.ClickException(str(message).splitlines()[0] if message else type(e).__name__) from None
+            raise click.ClickException(_one_line(e)) from None
+
+
+def _one_line(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return str(message).splitlines()[0] if message else type(error).__name__
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

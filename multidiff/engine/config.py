@@ -10,6 +10,7 @@ a typo is an error that names the key rather than a setting silently ignored.
 from __future__ import annotations
 
 import copy
+import math
 import tomllib
 from pathlib import Path
 
@@ -74,6 +75,8 @@ CHOICES = {
     "train.precision": ("fp32", "bf16", "fp16"),
     "train.best_mode": ("min", "max"),
 }
+MAX_GUIDANCE = 1e6
+MAX_SEED = 2**63 - 1
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
                list: "a list", dict: "a table"}
 
@@ -171,9 +174,21 @@ def validate(cfg: dict) -> None:
         raise UserError(f"[diffusion]: {err}") from None
     validate_sampler(cfg["sample"]["sampler"])
     train = cfg["train"]
-    for key in ("batch_size", "grad_accum", "log_every", "ckpt_every"):
-        if train[key] < 1:
-            raise UserError(f"train.{key} must be at least 1, got {train[key]}")
+    for key in ("train.steps", "train.batch_size", "train.grad_accum", "train.log_every", "train.ckpt_every",
+                "sample.steps", "sample.n", "sample.batch_size"):
+        section, name = key.split(".")
+        if cfg[section][name] < 1:
+            raise UserError(f"{key} must be at least 1, got {cfg[section][name]}")
+    for key in ("warmup_steps", "ema_warmup", "num_workers", "sample_every"):
+        if train[key] < 0:
+            raise UserError(f"train.{key} must be at least 0, got {train[key]}")
+    for key in ("weight_decay", "grad_clip"):
+        if not 0.0 <= train[key] < math.inf:
+            raise UserError(f"train.{key} must be a finite number at least 0, got {train[key]}")
+    if not 0.0 < train["lr"] <= 1.0:
+        raise UserError(f"train.lr must be in (0, 1], got {train['lr']}")
+    check_seed(train["seed"], "train.seed")
+    check_guidance(cfg["sample"]["guidance"], "sample.guidance")
     if train["eval_every"] < 0 or train["eval_n"] < 2:
         raise UserError(f"train.eval_every must be at least 0 and train.eval_n at least 2, got "
                         f"{train['eval_every']} and {train['eval_n']}")
@@ -193,6 +208,18 @@ def validate_sampler(name: str) -> None:
 
     if name not in samplers.names():
         raise UserError(f"unknown sampler {name!r}; choose one of: {', '.join(samplers.names())}")
+
+
+def check_guidance(value: float, name: str) -> None:
+    """A classifier-free guidance scale: 0 (unconditional) to MAX_GUIDANCE (far beyond any useful one)."""
+    if not 0.0 <= value <= MAX_GUIDANCE:
+        raise UserError(f"{name} must be in [0, {MAX_GUIDANCE:g}], got {value}")
+
+
+def check_seed(value: int, name: str) -> None:
+    """A seed must fit torch's generators and multidiff's derived seeds: 0 to 2**63 - 1."""
+    if not 0 <= value <= MAX_SEED:
+        raise UserError(f"{name} must be an integer in [0, 2**63 - 1], got {value}")
 
 
 def _read_toml(path: Path) -> dict:

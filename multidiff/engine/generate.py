@@ -2,23 +2,26 @@
 
 The checkpoint's metadata holds the resolved config, including ``cfg["dataset"]`` (data shape,
 encoded shape, class names), so nothing else is needed. Samples use the EMA weights when the
-run kept an EMA. A seed fixes the samples: the starting noise of sample i is row i of one draw
-from that seed, and its later noise (stochastic samplers) comes from a stream keyed by (seed, i), so
-the samples do not depend on how ``sample.batch_size`` chunks them.
+run kept an EMA. A seed fixes the samples with multidiff.sample's own policy: sample i draws all its
+noise from a generator keyed by (seed, i), so ``multidiff sample --seed S --n 4`` gives the first
+four samples of ``--n 8``, whatever ``sample.batch_size`` chunks them into, and the same samples as
+``multidiff.sample(..., generator=torch.Generator().manual_seed(S))`` on the run's network.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from multidiff import modality as modality_registry
 from multidiff.cache import cache_dir
 from multidiff.engine import checkpoint
-from multidiff.engine.config import validate_sampler
-from multidiff.engine.data import derived_seed
+from multidiff.engine.config import check_guidance, check_seed, validate_sampler
 from multidiff.engine.diffusion import from_config
 from multidiff.engine.errors import UserError
 from multidiff.modality import Encoder, Modality
@@ -44,9 +47,14 @@ def load_run(run_or_ckpt: str | Path, device: torch.device | str = "cpu") -> Run
     parts, cfg, step = checkpoint.load_weights(run_or_ckpt)
     modality = modality_registry.get(cfg["modality"])
     model = build_model(modality, cfg)
-    model.load_state_dict({**parts["model"], **parts["ema"]})
     encoder = modality.encoder(cfg)
-    encoder.load_state_dict(parts["encoder"])
+    try:
+        model.load_state_dict({**parts["model"], **parts["ema"]})
+        encoder.load_state_dict(parts["encoder"])
+    except RuntimeError as e:  # missing, unexpected or misshapen tensors
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise UserError(f"{checkpoint.weights_path(run_or_ckpt)}: the weights do not fit the network its config "
+                        f"describes ({detail})") from None
     return Run(cfg, step, modality, model.to(device).eval(), encoder.to(device).eval())
 
 
@@ -73,24 +81,39 @@ def class_labels(n: int, cfg: dict, cond=None) -> torch.Tensor | None:
 
 @torch.no_grad()
 def draw(run: Run, labels: torch.Tensor | None, n: int, *, sampler: str, steps: int, guidance: float,
-         seed: int) -> torch.Tensor:
-    """``n`` decoded samples (data space) from ``run`` with the given class labels."""
+         seed: int, progress: bool = False) -> torch.Tensor:
+    """``n`` decoded samples (data space) from ``run`` with the given class labels, in chunks of
+    ``sample.batch_size``; ``progress``: a bar over the network evaluations on stderr."""
     from multidiff.sampling import sample
 
     cfg, device = run.cfg, next(run.model.parameters()).device
     diffusion = from_config(cfg["diffusion"])
     shape = tuple(cfg["dataset"]["encoded_shape"])
-    noise = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
     chunk = cfg["sample"]["batch_size"]
-    out = []
-    for i in range(0, n, chunk):
-        gen = torch.Generator().manual_seed(derived_seed(seed, 2))
-        cond = None if labels is None else labels[i:i + chunk].to(device)
-        z = sample(run.model, (len(noise[i:i + chunk]), *shape), schedule=diffusion.schedule, sampler=sampler,
-                   steps=steps, prediction=diffusion.prediction, cond=cond, guidance_scale=guidance,
-                   noise=noise[i:i + chunk].to(device), generator=gen, first_index=i)
-        out.append(run.encoder.decode(z.float()).cpu())
+    calls = -(-n // chunk) * (2 * steps - 1 if sampler == "heun" else steps)  # see multidiff.samplers (NFE)
+    with tqdm(total=calls, disable=not progress, unit="step", desc="sampling", dynamic_ncols=True) as bar:
+        model = _Counting(run.model, bar)
+        out = []
+        for i in range(0, n, chunk):
+            size = min(chunk, n - i)
+            cond = None if labels is None else labels[i:i + size].to(device)
+            z = sample(model, (size, *shape), schedule=diffusion.schedule, sampler=sampler, steps=steps,
+                       prediction=diffusion.prediction, cond=cond, guidance_scale=guidance,
+                       generator=torch.Generator().manual_seed(seed), first_index=i)
+            out.append(run.encoder.decode(z.float()).cpu())
     return torch.cat(out)
+
+
+class _Counting(nn.Module):
+    """The network, advancing a progress bar at each call."""
+
+    def __init__(self, model: nn.Module, bar):
+        super().__init__()
+        self.model, self.bar = model, bar
+
+    def forward(self, *args, **kwargs):
+        self.bar.update()
+        return self.model(*args, **kwargs)
 
 
 def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | None = None,
@@ -103,21 +126,51 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
     """
     if n < 1:
         raise UserError(f"the number of samples must be at least 1, got {n}")
+    check_seed(seed, "seed")
+    if guidance is not None:
+        check_guidance(guidance, "guidance")
     run = load_run(run_or_ckpt, device or default_device())
     defaults = run.cfg["sample"]
     sampler = sampler or defaults["sampler"]
     validate_sampler(sampler)
     labels = class_labels(n, run.cfg, cond)
+    if out_dir is not None:
+        out_dir = _writable_folder(Path(out_dir))
     x = draw(run, labels, n, sampler=sampler, steps=steps or defaults["steps"],
-             guidance=defaults["guidance"] if guidance is None else guidance, seed=seed)
+             guidance=defaults["guidance"] if guidance is None else guidance, seed=seed, progress=True)
     paths = []
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        paths = list(run.modality.write(x, labels, out_dir, run.cfg))
         shown = min(n, defaults["n"])
-        paths.append(run.modality.preview(x[:shown], None if labels is None else labels[:shown],
-                                          out_dir / "preview.png", run.cfg))
+        with _removed_on_failure(out_dir):
+            paths = list(run.modality.write(x, labels, out_dir, run.cfg))
+            paths.append(run.modality.preview(x[:shown], None if labels is None else labels[:shown],
+                                              out_dir / "preview.png", run.cfg))
     return {"x": x, "labels": labels, "paths": paths}
+
+
+def _writable_folder(folder: Path) -> Path:
+    """``folder``, created if needed; a UserError before any sampling if it cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the output folder {folder}: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"cannot write to the output folder {folder} (read-only or no permission)")
+    return folder
+
+
+@contextlib.contextmanager
+def _removed_on_failure(folder: Path):
+    """On an OSError (a full disk), delete the files that appeared in ``folder`` meanwhile, so no
+    truncated sample stays and the modality's numbering continues where it stood, then raise UserError."""
+    before = {p for p in folder.rglob("*") if p.is_file()}
+    try:
+        yield
+    except OSError as e:
+        for path in {p for p in folder.rglob("*") if p.is_file()} - before:
+            path.unlink(missing_ok=True)
+        raise UserError(f"cannot write the samples to {folder}: {e.strerror or e}; the files of this call "
+                        f"were removed") from None
 
 
 def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = None, *, sampler: str | None = None,
@@ -134,16 +187,19 @@ def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = Non
     settings = {"sampler": sampler or s["sampler"], "steps": steps or s["steps"],
                 "guidance": s["guidance"] if guidance is None else guidance, "seed": seed}
     validate_sampler(settings["sampler"])
-    metrics = score(run, n, **settings)
+    check_seed(seed, "seed")
+    check_guidance(settings["guidance"], "guidance")
+    metrics = score(run, n, **settings, progress=True)
     if Path(run_dir).is_dir():
         evaluations.record(Path(run_dir), {"step": run.step, "n": n, **metrics, "settings": settings}, out)
     return metrics
 
 
-def score(run: Run, n: int, *, sampler: str, steps: int, guidance: float, seed: int) -> dict[str, float]:
+def score(run: Run, n: int, *, sampler: str, steps: int, guidance: float, seed: int,
+          progress: bool = False) -> dict[str, float]:
     """The modality's metrics on ``n`` samples of ``run`` balanced over the classes."""
     labels = class_labels(n, run.cfg)
-    x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed)
+    x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=progress)
     cache = cache_dir(run.modality.name)
     cache.mkdir(parents=True, exist_ok=True)
     return {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, cache).items()}

@@ -1,17 +1,27 @@
 """The training log: RUN/metrics.csv, RUN/loss.png, and TensorBoard events when tensorboard is installed
 (``pip install -e ".[tensorboard]"``): the scalars, the previews with their audio clips and point
-clouds, the evaluations, and at the end the hyper-parameters with the final loss and metrics."""
+clouds, the evaluations, and at the end the hyper-parameters with the final loss and metrics.
+
+Each row reaches metrics.csv in one write call, flushed at once, so a kill or a full disk can tear
+at most the last line; the reader drops a line without its newline or with missing or unreadable
+fields instead of refusing the whole log. loss.png is redrawn at most every PLOT_INTERVAL_S seconds
+(drawing it costs more than a small model's training step), and once more at the end of a session.
+"""
 from __future__ import annotations
 
 import csv
+import io
 import math
 import tempfile
 import time
 from pathlib import Path
 
+from multidiff.engine.checkpoint import atomic_write
+
 COLUMNS = ("step", "loss", "lr", "grad_norm", "steps_per_s")
 #: Preview samples logged to TensorBoard as clips or clouds (the preview picture shows them all).
 MAX_LOGGED_SAMPLES = 4
+PLOT_INTERVAL_S = 30.0
 
 
 class MetricsLog:
@@ -25,16 +35,15 @@ class MetricsLog:
         self.title = Path(run_dir).resolve().name + (f" ({recipe})" if recipe else "")
         self.cfg = cfg
         rows = [r for r in read_metrics(self.path) if r["step"] <= start_step] if self.path.exists() else []
-        with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        atomic_write(self.path, (_csv_line(COLUMNS) + "".join(_csv_line(r[k] for k in COLUMNS) for r in rows)).encode())
+        self.file = open(self.path, "a")
+        self.last_plot = None
         self.final = {"loss": rows[-1]["loss"]} if rows else {}
         self.tensorboard = _tensorboard_writer(Path(run_dir) / "tensorboard")
 
     def write(self, row: dict) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, COLUMNS).writerow(row)
+        self.file.write(_csv_line(row[k] for k in COLUMNS))
+        self.file.flush()
         self.final["loss"] = row["loss"]
         if self.tensorboard is not None:
             for key in COLUMNS[1:]:
@@ -65,9 +74,12 @@ class MetricsLog:
             for i, cloud in enumerate(clouds[:MAX_LOGGED_SAMPLES]):
                 self.tensorboard.add_mesh(f"samples/cloud_{i}", vertices=cloud[None], global_step=step)
 
-    def plot(self) -> None:
+    def plot(self, force: bool = False) -> None:
         """loss.png: the loss per logged step (faint) and its exponential moving average, on a log
-        scale, with the learning rate on a second axis."""
+        scale, with the learning rate on a second axis; redrawn only if ``force`` or PLOT_INTERVAL_S
+        have passed since the last drawing."""
+        if not force and self.last_plot is not None and time.monotonic() - self.last_plot < PLOT_INTERVAL_S:
+            return
         from matplotlib.figure import Figure  # not pyplot: no global state, no GUI backend
 
         from matplotlib.ticker import FuncFormatter
@@ -98,9 +110,12 @@ class MetricsLog:
         ax.legend(lines, [line.get_label() for line in lines], loc="upper right", fontsize=8)
         ax.set_title(f"{self.title}: training loss")
         fig.savefig(self.plot_path, bbox_inches="tight")
+        self.last_plot = time.monotonic()
 
     def close(self) -> None:
         """Flush the events (the writer stays usable: the last preview comes after the loop)."""
+        if not self.file.closed:
+            self.file.close()
         if self.tensorboard is not None:
             self.tensorboard.flush()
 
@@ -114,8 +129,24 @@ class MetricsLog:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return [{"step": int(r["step"]), **{k: float(r[k]) for k in COLUMNS[1:]}} for r in csv.DictReader(f)]
+    """The complete rows of a metrics.csv; a torn last line (no newline) and unreadable rows are left out."""
+    text = Path(path).read_text(errors="replace")
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    rows = []
+    for record in csv.DictReader(lines):
+        try:
+            rows.append({"step": int(record["step"]), **{k: float(record[k]) for k in COLUMNS[1:]}})
+        except (KeyError, TypeError, ValueError):
+            continue
+    return rows
+
+
+def _csv_line(values) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(list(values))
+    return out.getvalue()
 
 
 def smoothing_span(n: int) -> int:

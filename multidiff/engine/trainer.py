@@ -12,6 +12,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import resource
 import signal
 import threading
@@ -31,6 +32,7 @@ from multidiff.engine.ema import EMA
 from multidiff.engine.evaluations import TrainingEvaluation
 from multidiff.engine.errors import UserError
 from multidiff.engine.generate import Run, build_model, class_labels, draw
+from multidiff.engine.lock import RunLock
 from multidiff.engine.metrics_log import MetricsLog, versions
 from multidiff.guidance import NULL_LABEL, drop_labels
 from multidiff.losses import diffusion_loss
@@ -49,11 +51,17 @@ def train(cfg: dict, run_dir: str | Path, resume: bool = False, device: str | No
     if device not in (None, "cpu", "cuda"):
         raise UserError(f"device must be 'cpu' or 'cuda', got {device!r}")
     run_dir = Path(run_dir)
-    ctx = distributed.setup(device)
-    try:
-        _train(copy.deepcopy(cfg), run_dir, resume, ctx)
-    finally:
-        distributed.cleanup(ctx)
+    # The main process holds the run directory's lock before it joins the others, so a refused
+    # run never forms a process group (the other processes give up at the join timeout).
+    main = os.environ.get("RANK", "0") == "0"
+    with RunLock(run_dir) if main else contextlib.nullcontext():
+        if main:
+            checkpoint.remove_temporaries(run_dir)
+        ctx = distributed.setup(device)
+        try:
+            _train(copy.deepcopy(cfg), run_dir, resume, ctx)
+        finally:
+            distributed.cleanup(ctx)
     return run_dir
 
 
@@ -87,8 +95,7 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
         opt.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
     if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        checkpoint.atomic_write(run_dir / "config.json", (json.dumps(cfg, indent=2) + "\n").encode())
 
     net = DistributedDataParallel(model) if ctx.world > 1 else model
     net = torch.compile(net) if tc["compile"] else net
@@ -109,10 +116,10 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
     def parts():
         return {"model": model.state_dict(), "ema": ema.state_dict() if ema else {}, "encoder": encoder.state_dict()}
 
-    def save(step):
+    def save(step, final=False):
         if ctx.is_main:
             state = {"optimizer": opt.state_dict(), "scaler": scaler.state_dict()}
-            checkpoint.save(run_dir, step=step, cfg=cfg, parts=parts(), train_state=state)
+            checkpoint.save(run_dir, step=step, cfg=cfg, parts=parts(), train_state=state, sync_directory=final)
 
     step, stopping, window, window_start, session_start = start, False, [], time.perf_counter(), time.perf_counter()
     try:
@@ -168,7 +175,7 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
             if step % tc["ckpt_every"] == 0 and step < tc["steps"]:
                 save(step)
                 if log is not None:
-                    log.plot()
+                    log.plot()  # at most every PLOT_INTERVAL_S seconds
             if ctx.is_main and tc["sample_every"] and step % tc["sample_every"] == 0 and step < tc["steps"]:
                 _preview(run_dir, step, cfg, modality, model, ema, encoder, log)
             if ctx.is_main and evaluation.due(step):
@@ -179,9 +186,9 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
         if log is not None:
             log.close()
     session_steps, session_time = step - start, time.perf_counter() - session_start
-    save(step)
+    save(step, final=True)
     if ctx.is_main:
-        log.plot()
+        log.plot(force=True)
         if not stopping:
             _preview(run_dir, step, cfg, modality, model, ema, encoder, log)
         _write_summary(run_dir, started, step, session_steps, session_time, device, ctx.world)
@@ -311,7 +318,7 @@ def _write_summary(run_dir, started, step, session_steps, session_time, device, 
     if device.type == "cuda":
         summary["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         summary["device_name"] = torch.cuda.get_device_name(device)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    checkpoint.atomic_write(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
 
 
 class _StopSignals:
