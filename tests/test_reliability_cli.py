@@ -99,8 +99,7 @@ def test_the_command_line_draws_what_multidiff_sample_draws_with_the_same_seed(r
     diffusion = cfg["diffusion"]
     schedule = schedules.get(diffusion["schedule"], **diffusion["schedule_args"])
     z = multidiff.sample(loaded.model, (7, 2), schedule=schedule, sampler="ddpm", steps=cfg["sample"]["steps"], prediction=diffusion["prediction"],
-                         cond=class_labels(7, cfg), guidance_scale=2.0, generator=torch.Generator().manual_seed(11),
-                         sigma_data=diffusion["sigma_data"])
+                         cond=class_labels(7, cfg), guidance_scale=2.0, generator=torch.Generator().manual_seed(11))
     np.testing.assert_allclose(from_cli, loaded.encoder.decode(z).numpy(), atol=1e-5)
 
 
