@@ -68,6 +68,14 @@ class Modality:
         """Write one PNG picture of several decoded samples."""
         raise NotImplementedError
 
+    def read_for_edit(self, path: Path, cfg: dict) -> torch.Tensor:
+        """One example read from ``path`` into the data space (``multidiff edit --input``)."""
+        raise ValueError(f"the {self.name} modality cannot read files for editing")
+
+    def edit_mask(self, spec: str, x: torch.Tensor, cfg: dict) -> torch.Tensor:
+        """The mask of a spec or mask file for example ``x``: 1 where x is kept, broadcastable to x."""
+        raise ValueError(f"the {self.name} modality has no edit masks")
+
     def evaluate(self, x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cache_dir: Path) -> dict[str, float]:
         """The field's metrics for decoded samples against the held-out split. ``cache_dir`` is
         where the modality may keep what it trains or computes once (e.g. a feature classifier)."""

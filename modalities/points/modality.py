@@ -20,6 +20,7 @@ import torch
 
 from modalities.points import io
 from modalities.points.data import PointCloudSet, cache_root, load_folder
+from modalities.points.edit import points_mask, read_cloud
 from modalities.points.metrics import set_metrics
 from modalities.points.normalize import check_protocol, global_standardisation
 from modalities.points.synthetic import primitives
@@ -91,6 +92,12 @@ class PointsModality(Modality):
 
     def preview(self, x, labels, path: Path, cfg: dict) -> Path:
         return io.preview(x, labels, path, _class_names(cfg))
+
+    def read_for_edit(self, path: Path, cfg: dict) -> torch.Tensor:
+        return read_cloud(Path(path), cfg)
+
+    def edit_mask(self, spec: str, x, cfg: dict) -> torch.Tensor:
+        return points_mask(spec, x)
 
     def evaluate(self, x, labels, cfg: dict, cache_dir: Path) -> dict[str, float]:
         """MMD/COV/1-NNA (CD and EMD) of the samples against as many held-out test clouds, drawn
