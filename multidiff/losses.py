@@ -46,12 +46,14 @@ def loss_weight(prediction: str, weighting: str, alpha, sigma, *, min_snr_gamma:
 def diffusion_loss(model, x0: torch.Tensor, *, schedule: Schedule, prediction: str = "eps",
                    weighting: str = "uniform", cond=None, mask: torch.Tensor | None = None, generator=None,
                    min_snr_gamma: float = 5.0, sigma_data: float = 0.5, p_mean: float = -1.2, p_std: float = 1.2,
-                   t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+                   t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                   known: torch.Tensor | None = None) -> torch.Tensor:
     """Mean weighted squared error of ``model`` on a batch ``x0`` (B, ...).
 
     ``mask`` (broadcastable to x0, 1 = data, 0 = padding) removes padding from the loss: each
     example's error is averaged over its real entries only. ``t`` and ``noise`` may be given
     (e.g. drawn per example by a distributed trainer); otherwise they come from ``generator``.
+    ``known``: the clean data shown to a mask-conditioned network (``multidiff.mask_conditioning``).
     """
     check_name(prediction)
     if weighting not in WEIGHTINGS:
@@ -66,7 +68,8 @@ def diffusion_loss(model, x0: torch.Tensor, *, schedule: Schedule, prediction: s
     shape = (-1,) + (1,) * (x0.ndim - 1)
     x_t = alpha.reshape(shape).to(x0.dtype) * x0 + sigma.reshape(shape).to(x0.dtype) * noise
     denoiser = Denoiser(model, schedule, prediction, sigma_data)
-    out = model(denoiser.network_input(x_t, t), t.to(x0.dtype), cond)
+    inputs = (denoiser.network_input(x_t, t), t.to(x0.dtype), cond)
+    out = model(*inputs) if known is None else model(*inputs, known=known)
     if out.shape != x0.shape:
         raise ValueError(f"the model returned shape {tuple(out.shape)} for input of shape {tuple(x0.shape)}")
     target = training_target(prediction, x0, noise, alpha, sigma, sigma_data)

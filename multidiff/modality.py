@@ -47,6 +47,8 @@ class Modality:
     name: str = ""
     #: The key users write in ``--cond KEY=VALUE`` (e.g. "digit", "class", "category").
     cond_key: str = "class"
+    #: The axis of an example's shape that holds its channels or features (points: the coordinates).
+    feature_axis: int = 0
 
     def dataset(self, cfg: dict, split: str):
         """A map-style dataset for ``split`` ("train" or "test"); see the module docstring."""

@@ -68,12 +68,13 @@ def half_space(cloud: torch.Tensor, axis: str, op: str, value: float) -> torch.T
     return ((coordinate > value) if op == ">" else (coordinate < value)).float()[:, None]
 
 
-def seen_from(cloud: torch.Tensor, azimuth: float, elevation: float, radius_exponent: float = 2.0) -> torch.Tensor:
+def seen_from(cloud: torch.Tensor, azimuth: float, elevation: float, radius_exponent: float = 1.0) -> torch.Tensor:
     """(N, 1): 1 for the points visible from far away in the direction (azimuth, elevation), z up.
 
     Hidden-point removal: with the camera at the origin, flip every point p to p + 2 (R - |p|) p / |p|
-    (R far beyond the cloud); the visible points are those on the convex hull of the flipped points and
-    the camera. A larger ``radius_exponent`` keeps more points.
+    (R = 10^radius_exponent times the farthest distance); the visible points are those on the convex hull
+    of the flipped points and the camera. A larger R keeps more points; beyond ~10^1.5 the hull degrades
+    numerically and back points pass as visible.
     """
     az, el = math.radians(azimuth), math.radians(elevation)
     direction = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])

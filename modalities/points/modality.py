@@ -65,6 +65,7 @@ def _class_names(cfg: dict) -> list[str]:
 class PointsModality(Modality):
     name = "points"
     cond_key = "category"
+    feature_axis = 1
 
     def dataset(self, cfg: dict, split: str) -> PointCloudSet:
         d = cfg["data"]
@@ -81,11 +82,11 @@ class PointsModality(Modality):
         return PointsEncoder(cfg["data"].get("normalize", "unit_sphere"))
 
     def backbone(self, cfg: dict, shape, num_classes: int) -> torch.nn.Module:
-        if len(shape) != 2 or shape[1] != 3:
+        if len(shape) != 2 or shape[1] < 3:
             raise ValueError(f"the points modality works on clouds of shape (N, 3), got examples of shape {tuple(shape)}")
         m = cfg["model"]
         return PointTransformer(num_classes, width=m.get("width", 128), depth=m.get("depth", 4),
-                                heads=m.get("heads", 4))
+                                heads=m.get("heads", 4), in_features=shape[1])
 
     def write(self, x, labels, out_dir: Path, cfg: dict) -> list[Path]:
         return io.write_clouds(x, labels, out_dir, _class_names(cfg))

@@ -131,7 +131,8 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
                     loss = diffusion_loss(net, z[mb], schedule=schedule, prediction=dc["prediction"],
                                           weighting=dc["weighting"], cond=None if labels is None else labels[mb],
                                           mask=None if mask is None else mask[mb], t=t[gb], noise=noise[gb],
-                                          min_snr_gamma=dc["min_snr_gamma"], sigma_data=dc["sigma_data"])
+                                          min_snr_gamma=dc["min_snr_gamma"], sigma_data=dc["sigma_data"],
+                                          known=z[mb] if cfg.get("edit", {}).get("mask_conditioned") else None)
                 scaler.scale(loss * (micro / per_rank)).backward()
                 loss_sum += loss.detach().float() * (micro / per_rank)
             flags = torch.stack([loss_sum, torch.tensor(float(stop.received is not None), device=device)])
