@@ -54,10 +54,12 @@ def mnist(run, args):
     print(f"MNIST, {len(x)} test digits, sampler {args.sampler or run.cfg['sample']['sampler']}, "
           f"{args.steps or run.cfg['sample']['steps']} steps, no class given")
     print(f"  classifier on the originals:                   {accuracy(predict(net, x), labels):.3f}")
-    print(f"  classifier on the top half alone (rest blank): {accuracy(predict(net, x * keep - (1 - keep)), labels):.3f}")
+    blank = x * keep - (1 - keep)
+    print(f"  classifier on the top half alone (rest blank): {accuracy(predict(net, blank), labels):.3f}")
     for r in args.resample:
         out, seconds = run_edit(run, x, args, known_mask=keep, resample=r)
-        print(f"  top half kept, bottom generated, resample {r}: {accuracy(predict(net, out), labels):.3f}  ({seconds:.0f} s)")
+        score = accuracy(predict(net, out), labels)
+        print(f"  top half kept, bottom generated, resample {r}: {score:.3f}  ({seconds:.0f} s)")
     for strength in (0.5,):
         out, seconds = run_edit(run, x, args, strength=strength)
         print(f"  variations at strength {strength}:                 {accuracy(predict(net, out), labels):.3f}  "
@@ -82,7 +84,8 @@ def audio(run, args):
     print(f"  classifier with the middle 40% silenced:         {accuracy(predict(net, x * keep), labels):.3f}")
     for r in args.resample:
         out, seconds = run_edit(run, x, args, known_mask=keep, resample=r)
-        print(f"  middle regenerated, resample {r}:                {accuracy(predict(net, out), labels):.3f}  ({seconds:.0f} s)")
+        score = accuracy(predict(net, out), labels)
+        print(f"  middle regenerated, resample {r}:                {score:.3f}  ({seconds:.0f} s)")
 
 
 def chair(run, args):

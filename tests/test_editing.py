@@ -43,7 +43,8 @@ def inpaint(mix, value, n, sampler, resample, seed=0, steps=20, **options):
     mask[0, 0] = 1
     noise = torch.randn(n, mix.dim, generator=seeded(seed), dtype=torch.float64)
     x = multidiff.sample(mix.model("eps", COSINE), (n, mix.dim), schedule=COSINE, sampler=sampler, steps=steps,
-                         known=known, known_mask=mask, resample=resample, noise=noise, generator=seeded(seed), **options)
+                         known=known, known_mask=mask, resample=resample, noise=noise, generator=seeded(seed),
+                         **options)
     assert torch.equal(x[:, 0], known[:, 0])                 # the known coordinate comes back exactly
     return x
 

@@ -21,7 +21,8 @@ def read_image(path: Path, cfg: dict) -> torch.Tensor:
     size = int(data["resolution"])
     pixels = _open(path).convert("L" if data["channels"] == 1 else "RGB")
     if pixels.size != (size, size):
-        raise ValueError(f"{path}: the image is {pixels.size[0]}x{pixels.size[1]} pixels, the model's are {size}x{size}")
+        width, height = pixels.size
+        raise ValueError(f"{path}: the image is {width}x{height} pixels, the model's are {size}x{size}")
     array = np.asarray(pixels, dtype=np.float32)
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     return torch.from_numpy(array / 127.5 - 1.0)

@@ -106,7 +106,8 @@ def load_recipe(path: str | Path, preset: str | None = None, overrides=()) -> di
     recipe = _read_toml(path)
     presets = recipe.pop("presets", {})
     cfg = copy.deepcopy(ENGINE_DEFAULTS)
-    if "edit" in recipe or "edit" in presets.get(preset or "", {}) or any(o.strip().startswith("edit.") for o in overrides):
+    asked = "edit" in recipe or "edit" in presets.get(preset or "", {})
+    if asked or any(item.strip().startswith("edit.") for item in overrides):
         cfg["edit"] = dict(EDIT_DEFAULTS)
     for key, value in recipe.items():
         if key not in cfg:
