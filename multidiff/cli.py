@@ -1,4 +1,4 @@
-"""The ``multidiff`` command line: train, sample, eval, info, report, recipes.
+"""The ``multidiff`` command line: train, sample, edit, eval, info, report, recipes.
 
 Mistakes a user can fix (an unknown recipe, key, sampler or class; a value of the wrong type or out
 of range; a missing, unreadable or unwritable file; a full disk; an empty dataset) end with one line
@@ -81,19 +81,55 @@ def train(recipe, preset, data_path, overrides, run_dir, resume):
               help="Folder for the sample files and preview.png.")
 def sample(run, n, steps, sampler, guidance, cond, seed, out_dir):
     """Draw samples from RUN (a run directory or a .safetensors checkpoint)."""
-    from multidiff.engine.checkpoint import read_metadata
     from multidiff.engine.generate import generate
-    from multidiff.modality import get
 
-    value = None
-    if cond is not None:
-        key, sep, value = cond.partition("=")
-        expected = get(read_metadata(run)[0]["modality"]).cond_key
-        if not sep or key.strip() != expected:
-            raise UserError(f"--cond expects {expected}=VALUE for this model, got {cond!r}")
-        value = value.strip()
+    value = _cond_value(run, cond)
     result = generate(run, n, sampler=sampler, steps=steps, guidance=guidance, cond=value, seed=seed, out_dir=out_dir)
     click.echo(f"wrote {len(result['paths'])} files to {out_dir}")
+
+
+@main.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--input", "inputs", type=click.Path(path_type=Path), help="A file, or a folder of files, to edit.")
+@click.option("--mask", help="What to regenerate: a spec (images: left-half, top-half, box=x0,y0,x1,y1; audio: "
+              "time=a-b seconds; points: keep=plane:z>0, keep=view:az,el) or a mask file (PNG: white = regenerate).")
+@click.option("--strength", type=float, help="Variations (SDEdit): how far to noise the input, in (0, 1].")
+@click.option("--resample", type=click.IntRange(min=1), default=1, show_default=True,
+              help="RePaint jumps: take each step this many times (mixes the generated part with the kept one).")
+@click.option("--continue", "continue_from", type=click.Path(path_type=Path), help="Audio: a clip to continue.")
+@click.option("--seconds", type=float, help="Audio: how many seconds --continue adds.")
+@click.option("--complete", "partial", type=click.Path(path_type=Path),
+              help="Points: a partial cloud (.ply/.npy) to complete to the model's point count.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Edits per input.")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampler steps [default: the recipe's].")
+@click.option("--sampler", help="Sampler name [default: the recipe's].")
+@click.option("--cond", metavar="KEY=VALUE", help="Class of every edit; default: no class (read from the input).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the edited files and preview.png.")
+def edit(run, inputs, mask, strength, resample, continue_from, seconds, partial, n, steps, sampler, cond, seed,
+         out_dir):
+    """Edit files with RUN: inpaint (--mask), vary (--strength), continue audio, complete point clouds."""
+    from multidiff.engine.edit import edit_files
+
+    paths = edit_files(run, out_dir, inputs=inputs, mask=mask, strength=strength, resample=resample,
+                       continue_from=continue_from, seconds=seconds, partial=partial, n=n,
+                       cond=_cond_value(run, cond), sampler=sampler, steps=steps, seed=seed)
+    click.echo(f"wrote {len(paths)} files to {out_dir}")
+
+
+def _cond_value(run, cond: str | None) -> str | None:
+    """The VALUE of --cond KEY=VALUE, checked against the run's modality's key."""
+    from multidiff.engine.checkpoint import read_metadata
+    from multidiff.modality import get
+
+    if cond is None:
+        return None
+    key, sep, value = cond.partition("=")
+    expected = get(read_metadata(run)[0]["modality"]).cond_key
+    if not sep or key.strip() != expected:
+        raise UserError(f"--cond expects {expected}=VALUE for this model, got {cond!r}")
+    return value.strip()
 
 
 @main.command("eval")

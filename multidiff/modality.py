@@ -47,6 +47,8 @@ class Modality:
     name: str = ""
     #: The key users write in ``--cond KEY=VALUE`` (e.g. "digit", "class", "category").
     cond_key: str = "class"
+    #: The axis of an example's shape that holds its channels or features (points: the coordinates).
+    feature_axis: int = 0
 
     def dataset(self, cfg: dict, split: str):
         """A map-style dataset for ``split`` ("train" or "test"); see the module docstring."""
@@ -67,6 +69,14 @@ class Modality:
     def preview(self, x: torch.Tensor, labels: torch.Tensor | None, path: Path, cfg: dict) -> Path:
         """Write one PNG picture of several decoded samples."""
         raise NotImplementedError
+
+    def read_for_edit(self, path: Path, cfg: dict) -> torch.Tensor:
+        """One example read from ``path`` into the data space (``multidiff edit --input``)."""
+        raise ValueError(f"the {self.name} modality cannot read files for editing")
+
+    def edit_mask(self, spec: str, x: torch.Tensor, cfg: dict) -> torch.Tensor:
+        """The mask of a spec or mask file for example ``x``: 1 where x is kept, broadcastable to x."""
+        raise ValueError(f"the {self.name} modality has no edit masks")
 
     def evaluate(self, x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cache_dir: Path) -> dict[str, float]:
         """The field's metrics for decoded samples against the held-out split. ``cache_dir`` is

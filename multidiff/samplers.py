@@ -17,6 +17,10 @@ tensor), with its coefficients worked out in Python numbers; no tensor the sampl
 NFE (network evaluations) for N = len(times) - 1 steps: N for every sampler except heun, which takes
 2N - 1 (no correction on the last step), one fewer when it starts at sigma~ = inf.
 
+Every sampler takes ``step_hook(x, i) -> x``, called on each state it reaches at times[i] (i >= 1)
+before evaluating there; editing's resampling jumps use it (``multidiff.editing``). It defaults to
+leaving x as it is.
+
 Stochastic samplers take ``noise``: a function returning a fresh standard-normal tensor like x
 (``multidiff.sampling`` draws it per sample, so a seeded sample does not depend on its batch).
 
@@ -34,6 +38,11 @@ import torch
 
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Noise = Callable[[], torch.Tensor]
+StepHook = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def _unchanged(x: torch.Tensor, i: int) -> torch.Tensor:
+    return x
 
 
 def _levels(schedule, times: torch.Tensor):
@@ -61,7 +70,8 @@ def _needs_noise(noise: Noise | None, why: str) -> None:
         raise ValueError(f"{why} draws fresh noise: pass noise=, a function returning standard-normal tensors like x")
 
 
-def ddim(denoise: Denoise, x, times, schedule, *, eta: float = 0.0, noise: Noise | None = None):
+def ddim(denoise: Denoise, x, times, schedule, *, eta: float = 0.0, noise: Noise | None = None,
+         step_hook: StepHook = _unchanged):
     """DDIM (Song et al. 2021, eq. 12) in (alpha, sigma) form; eta = 0 deterministic, eta = 1 ancestral.
 
     x_next = a_next D + sqrt(s_next^2 - c^2) eps + c z,  eps = (x - a D) / s,
@@ -78,10 +88,11 @@ def ddim(denoise: Denoise, x, times, schedule, *, eta: float = 0.0, noise: Noise
         x = _combination((k, x), (a[i + 1] - k * a[i], d))
         if c:
             x.add_(noise(), alpha=c)
+        x = step_hook(x, i + 1)
     return _denoised(denoise, x, ts[-2])
 
 
-def ddpm(denoise: Denoise, x, times, schedule, *, noise: Noise | None = None):
+def ddpm(denoise: Denoise, x, times, schedule, *, noise: Noise | None = None, step_hook: StepHook = _unchanged):
     """Ancestral sampling from DDPM's posterior q(x_next | x, x0 = D) (Ho et al. 2020, eqs. 6-7).
 
     With a_ts = a / a_next and var_ts = s^2 - a_ts^2 s_next^2 (the forward step from t_next to t):
@@ -93,14 +104,20 @@ def ddpm(denoise: Denoise, x, times, schedule, *, noise: Noise | None = None):
     ts = times.tolist()
     for i in range(len(ts) - 2):
         d = _denoised(denoise, x, ts[i])
-        a_ts = a[i] / a[i + 1]
-        var_ts = s[i] ** 2 - a_ts**2 * s[i + 1] ** 2
-        x = _combination((a_ts * s[i + 1] ** 2 / s[i] ** 2, x), (a[i + 1] * var_ts / s[i] ** 2, d),
-                         (math.sqrt(max(var_ts, 0.0)) * (s[i + 1] / s[i]), noise()))
+        x = step_hook(ancestral_step(x, d, a[i], s[i], a[i + 1], s[i + 1], noise()), i + 1)
     return _denoised(denoise, x, ts[-2])
 
 
-def euler(denoise: Denoise, x, times, schedule):
+def ancestral_step(x, d, a: float, s: float, a_next: float, s_next: float, z: torch.Tensor) -> torch.Tensor:
+    """One draw from DDPM's posterior q(x_next | x, x0 = d) at levels (a, s) -> (a_next, s_next), given
+    the standard-normal z (the formulas of ``ddpm``)."""
+    a_ts = a / a_next
+    var_ts = s**2 - a_ts**2 * s_next**2
+    return _combination((a_ts * s_next**2 / s**2, x), (a_next * var_ts / s**2, d),
+                        (math.sqrt(max(var_ts, 0.0)) * (s_next / s), z))
+
+
+def euler(denoise: Denoise, x, times, schedule, *, step_hook: StepHook = _unchanged):
     """Euler's method on dx~/dsigma~ = (x~ - D) / sigma~ (Karras et al. 2022; k-diffusion's sample_euler).
 
     x~_next = x~ + (sigma~_next - sigma~) d with d = (x~ - D) / sigma~, written as D + sigma~_next d so
@@ -111,11 +128,12 @@ def euler(denoise: Denoise, x, times, schedule):
     for i in range(len(ts) - 2):
         d = _denoised(denoise, x, ts[i])
         k = a[i + 1] * st[i + 1] / s[i]                    # slope = (x~ - D) / sigma~ = (x - a D) / s
-        x = _combination((k, x), (a[i + 1] - k * a[i], d))
+        x = step_hook(_combination((k, x), (a[i + 1] - k * a[i], d)), i + 1)
     return _denoised(denoise, x, ts[-2])
 
 
-def euler_ancestral(denoise: Denoise, x, times, schedule, *, eta: float = 1.0, noise: Noise | None = None):
+def euler_ancestral(denoise: Denoise, x, times, schedule, *, eta: float = 1.0, noise: Noise | None = None,
+                    step_hook: StepHook = _unchanged):
     """k-diffusion's sample_euler_ancestral in x~: an Euler step down to sigma_down, then noise sigma_up.
 
     sigma_up = min(sigma~_next, eta sigma~_next sqrt(1 - (sigma~_next / sigma~)^2)),
@@ -133,11 +151,12 @@ def euler_ancestral(denoise: Denoise, x, times, schedule, *, eta: float = 1.0, n
         x = _combination((k, x), (a[i + 1] - k * a[i], d))
         if up:
             x.add_(noise(), alpha=a[i + 1] * up)
+        x = step_hook(x, i + 1)
     return _denoised(denoise, x, ts[-2])
 
 
 def heun(denoise: Denoise, x, times, schedule, *, s_churn: float = 0.0, s_tmin: float = 0.0,
-         s_tmax: float = math.inf, s_noise: float = 1.0, noise: Noise | None = None):
+         s_tmax: float = math.inf, s_noise: float = 1.0, noise: Noise | None = None, step_hook: StepHook = _unchanged):
     """EDM's 2nd-order sampler (Karras et al. 2022, Algorithm 2) in x~ = x / alpha, sigma~.
 
     Where s_tmin <= sigma~ <= s_tmax, "churn" first raises sigma~ by gamma = min(s_churn / N, sqrt(2) - 1)
@@ -152,7 +171,7 @@ def heun(denoise: Denoise, x, times, schedule, *, s_churn: float = 0.0, s_tmin: 
     n = len(ts) - 1
     gamma = min(s_churn / n, math.sqrt(2) - 1)
     for i in range(n):
-        t, a_hat, s_hat, st_hat = ts[i], a[i], s[i], st[i]
+        x, t, a_hat, s_hat, st_hat = step_hook(x, i) if i else x, ts[i], a[i], s[i], st[i]
         if gamma and s_tmin <= st[i] <= s_tmax and math.isfinite(st[i]):
             raised = torch.tensor(-2 * math.log(st[i] * (1 + gamma)), dtype=torch.float64)
             t_hat = schedule.t_from_logsnr(raised).reshape(1)
@@ -175,7 +194,7 @@ def heun(denoise: Denoise, x, times, schedule, *, s_churn: float = 0.0, s_tmin: 
         x = _combination((a[i + 1] / a_hat + k, x), (-k * a_hat, d), (k_next, x_euler), (-a[i + 1] * k_next, d_next))
 
 
-def dpmpp_2m(denoise: Denoise, x, times, schedule):
+def dpmpp_2m(denoise: Denoise, x, times, schedule, *, step_hook: StepHook = _unchanged):
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2), k-diffusion's form with variable steps.
 
     x_next = (s_next / s) x - a_next expm1(-h) D', D' = (1 + 1/(2r)) D - 1/(2r) D_prev, r = h_prev / h.
@@ -193,10 +212,12 @@ def dpmpp_2m(denoise: Denoise, x, times, schedule):
             r = h / (2 * prev[1])
             x = _combination((s[i + 1] / s[i], x), (gain * (1 + r), d), (-gain * r, prev[0]))
         prev = (d, h) if math.isfinite(h) else None
+        if (moved := step_hook(x, i + 1)) is not x:        # a state the hook moved starts a new history
+            x, prev = moved, None
     return _denoised(denoise, x, ts[-2])
 
 
-def dpmpp_3m(denoise: Denoise, x, times, schedule):
+def dpmpp_3m(denoise: Denoise, x, times, schedule, *, step_hook: StepHook = _unchanged):
     """DPM-Solver++(3M), third order after two warm-up steps (exact phi functions, variable steps).
 
     x~ changes by the integral of e^-(h - u) D(lam + u) over [0, h]; with D's Taylor terms that is
@@ -230,10 +251,13 @@ def dpmpp_3m(denoise: Denoise, x, times, schedule):
             terms.append((-c, d1_prev))
         x = _combination(*terms)
         history = [(d, h)] + history[:1] if math.isfinite(h) else []
+        if (moved := step_hook(x, i + 1)) is not x:        # a state the hook moved starts a new history
+            x, history = moved, []
     return _denoised(denoise, x, ts[-2])
 
 
-def dpmpp_2m_sde(denoise: Denoise, x, times, schedule, *, eta: float = 1.0, noise: Noise | None = None):
+def dpmpp_2m_sde(denoise: Denoise, x, times, schedule, *, eta: float = 1.0, noise: Noise | None = None,
+                 step_hook: StepHook = _unchanged):
     """DPM-Solver++(2M) SDE (k-diffusion's sample_dpmpp_2m_sde, midpoint form); eta = 0 is an ODE solver.
 
     x_next = (s_next / s) e^(-eta h) x + a_next (1 - e^(-(1+eta) h)) (D + (D - D_prev) / (2r))
@@ -259,10 +283,13 @@ def dpmpp_2m_sde(denoise: Denoise, x, times, schedule, *, eta: float = 1.0, nois
             terms.append((s[i + 1] * math.sqrt(-math.expm1(-2 * eta_h)), noise()))
         x = _combination(*terms)
         prev = (d, h) if math.isfinite(h) else None
+        if (moved := step_hook(x, i + 1)) is not x:        # a state the hook moved starts a new history
+            x, prev = moved, None
     return _denoised(denoise, x, ts[-2])
 
 
-def unipc(denoise: Denoise, x, times, schedule, *, order: int = 2, variant: str = "bh2"):
+def unipc(denoise: Denoise, x, times, schedule, *, order: int = 2, variant: str = "bh2",
+          step_hook: StepHook = _unchanged):
     """UniPC (Zhao et al. 2023) with data prediction: the UniP-p predictor then the UniC corrector.
 
     The corrector reuses the evaluation at the predicted point (no extra NFE) and raises the order by one;
@@ -278,6 +305,8 @@ def unipc(denoise: Denoise, x, times, schedule, *, order: int = 2, variant: str 
     history: list[tuple[float, torch.Tensor]] = []           # (lam, D) at finite lam, newest first
     start = None                                              # (x, index, order) of the last predictor step
     for i in range(len(ts) - 1):
+        if i and (moved := step_hook(x, i)) is not x:       # a state the hook moved: no correction, new history
+            x, start, history = moved, None, []
         d = _denoised(denoise, x, ts[i])
         if i == len(ts) - 2:
             return d

@@ -14,7 +14,7 @@ import inspect
 import numpy as np
 import torch
 
-from . import parameterizations, samplers, schedules
+from . import editing, parameterizations, samplers, schedules
 from . import steps as placements
 from .guidance import guided
 from .parameterizations import Denoiser
@@ -43,9 +43,10 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
     model's device. options: ``placement`` (a ``multidiff.steps`` name; default per sampler in
     DEFAULT_PLACEMENT), ``first_index`` (index of this batch's first sample within a larger set drawn in
     chunks with generators of one seed: chunked draws then equal one batch), and the sampler's own
-    keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order, variant). Network calls: ``steps`` for every
-    sampler, 2 * steps - 1 for heun (with guidance each call runs the conditional and unconditional
-    branches as one doubled batch).
+    keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order, variant). Editing (``multidiff.editing``):
+    ``init`` and ``strength`` (SDEdit), ``known``, ``known_mask`` and ``resample`` (inpainting).
+    Network calls: ``steps`` for every sampler, 2 * steps - 1 for heun (with guidance each call runs the
+    conditional and unconditional branches as one doubled batch), (resample - 1) more per step.
     """
     schedule = schedules.get(schedule)
     run = samplers.get(sampler)
@@ -56,11 +57,12 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
         raise ValueError(f"shape must start with a positive batch size, got {shape}")
     if cond is not None and tuple(cond.shape) != shape[:1]:
         raise ValueError(f"cond must be a LongTensor of shape ({shape[0]},), got {tuple(cond.shape)}")
-    times = _placement(options.pop("placement", DEFAULT_PLACEMENT[sampler]), schedule, steps)
-    sigma_start = float(schedule.levels(times[:1])[1][0])
+    edit = editing.request(shape, options)
+    name = options.pop("placement", DEFAULT_PLACEMENT[sampler])
+    times = edit.times(lambda t_max: _placement(name, schedule, steps, t_max), schedule)
     first_index = int(options.pop("first_index", 0))
     parameters = inspect.signature(run).parameters
-    accepted = set(parameters) - {"denoise", "x", "times", "schedule", "noise"}
+    accepted = set(parameters) - {"denoise", "x", "times", "schedule", "noise", "step_hook"}
     unknown = set(options) - accepted
     if unknown:
         raise ValueError(f"sampler {sampler!r} takes no option(s) {sorted(unknown)}; "
@@ -74,28 +76,34 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
     elif tuple(noise.shape) != shape:
         raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {shape}")
     dtype = torch.float64 if noise.dtype == torch.float64 else torch.float32
-    x = noise.to(dtype) * sigma_start
+    x = edit.start(noise.to(dtype), times, schedule)
 
-    denoiser = Denoiser(model, schedule, prediction)
+    denoiser = Denoiser(edit.model(model), schedule, prediction)
     denoiser.prepare(times.to(dtype))    # samplers call with t in the state's dtype; refuses alpha = 0 for eps, edm
     denoiser = guided(denoiser, guidance_scale)
+    denoise = edit.denoiser(lambda x_t, t: denoiser(x_t, t, cond))
     kwargs = dict(options)
+
+    def fresh_noise() -> torch.Tensor:
+        nonlocal generators
+        if generators is None:
+            generators = _per_sample_generators(seed, shape[0], first_index)
+        return _draw(generators, shape, dtype, x.device)
+
     if "noise" in parameters:
-        def fresh_noise() -> torch.Tensor:
-            nonlocal generators
-            if generators is None:
-                generators = _per_sample_generators(seed, shape[0], first_index)
-            return _draw(generators, shape, dtype, x.device)
-
         kwargs["noise"] = fresh_noise
+    step_hook = edit.step_hook(denoise, times, schedule, fresh_noise)
+    if step_hook is not None:
+        kwargs["step_hook"] = step_hook
     with torch.no_grad():
-        return run(lambda x_t, t: denoiser(x_t, t, cond), x, times, schedule, **kwargs)
+        return run(denoise, x, times, schedule, **kwargs)
 
 
-def _placement(name: str, schedule, steps: int) -> torch.Tensor:
-    times = placements.get(name)(schedule, steps)
+def _placement(name: str, schedule, steps: int, t_max: float = 1.0) -> torch.Tensor:
+    place = placements.get(name)
+    times = place(schedule, steps) if t_max == 1.0 else place(schedule, steps, t_max=t_max)
     ok = (times.ndim == 1 and len(times) == steps + 1 and times[-1] == 0 and bool((times[1:] < times[:-1]).all())
-          and times[0] <= 1)
+          and times[0] <= t_max)
     if not ok:
         raise ValueError(f"step placement {name!r} returned {times.tolist()}: need {steps + 1} times falling "
                          "strictly from at most 1 to exactly 0")

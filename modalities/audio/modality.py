@@ -10,6 +10,7 @@ from multidiff.modality import Encoder, Modality
 from multidiff.nn.unet import UNet
 
 from . import data, evaluation, writers
+from .edit import read_clip, time_mask
 from .encoders import build_encoder
 
 _TUPLE_KEYS = ("channel_mult", "attn_levels")
@@ -49,6 +50,12 @@ class AudioModality(Modality):
 
     def preview(self, x: torch.Tensor, labels: torch.Tensor | None, path: Path, cfg: dict) -> Path:
         return writers.preview_png(x, labels, path, int(cfg["data"]["sample_rate"]), self._class_names(cfg))
+
+    def read_for_edit(self, path: Path, cfg: dict) -> torch.Tensor:
+        return read_clip(Path(path), cfg)
+
+    def edit_mask(self, spec: str, x: torch.Tensor, cfg: dict) -> torch.Tensor:
+        return time_mask(spec, x, cfg)
 
     def evaluate(self, x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cache_dir: Path) -> dict[str, float]:
         return evaluation.evaluate(x, labels, cfg, cache_dir)

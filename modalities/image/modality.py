@@ -10,6 +10,7 @@ from multidiff.modality import Modality
 from multidiff.nn.unet import UNet
 
 from .data import image_dataset
+from .edit import image_mask, read_image
 from .io import save_grid, write_samples
 from .metrics import evaluate_images
 
@@ -46,6 +47,12 @@ class ImageModality(Modality):
 
     def preview(self, x: torch.Tensor, labels, path: Path, cfg: dict) -> Path:
         return save_grid(x, Path(path))
+
+    def read_for_edit(self, path: Path, cfg: dict) -> torch.Tensor:
+        return read_image(Path(path), cfg)
+
+    def edit_mask(self, spec: str, x: torch.Tensor, cfg: dict) -> torch.Tensor:
+        return image_mask(spec, x)
 
     def evaluate(self, x: torch.Tensor, labels, cfg: dict, cache_dir: Path) -> dict[str, float]:
         return evaluate_images(x, labels, cfg, Path(cache_dir))

@@ -20,6 +20,7 @@ import torch
 
 from modalities.points import io
 from modalities.points.data import PointCloudSet, cache_root, load_folder
+from modalities.points.edit import points_mask, read_cloud
 from modalities.points.metrics import set_metrics
 from modalities.points.normalize import check_protocol, global_standardisation
 from modalities.points.synthetic import primitives
@@ -64,6 +65,7 @@ def _class_names(cfg: dict) -> list[str]:
 class PointsModality(Modality):
     name = "points"
     cond_key = "category"
+    feature_axis = 1
 
     def dataset(self, cfg: dict, split: str) -> PointCloudSet:
         d = cfg["data"]
@@ -80,17 +82,23 @@ class PointsModality(Modality):
         return PointsEncoder(cfg["data"].get("normalize", "unit_sphere"))
 
     def backbone(self, cfg: dict, shape, num_classes: int) -> torch.nn.Module:
-        if len(shape) != 2 or shape[1] != 3:
+        if len(shape) != 2 or shape[1] < 3:
             raise ValueError(f"the points modality works on clouds of shape (N, 3), got examples of shape {tuple(shape)}")
         m = cfg["model"]
         return PointTransformer(num_classes, width=m.get("width", 128), depth=m.get("depth", 4),
-                                heads=m.get("heads", 4))
+                                heads=m.get("heads", 4), in_features=shape[1])
 
     def write(self, x, labels, out_dir: Path, cfg: dict) -> list[Path]:
         return io.write_clouds(x, labels, out_dir, _class_names(cfg))
 
     def preview(self, x, labels, path: Path, cfg: dict) -> Path:
         return io.preview(x, labels, path, _class_names(cfg))
+
+    def read_for_edit(self, path: Path, cfg: dict) -> torch.Tensor:
+        return read_cloud(Path(path), cfg)
+
+    def edit_mask(self, spec: str, x, cfg: dict) -> torch.Tensor:
+        return points_mask(spec, x)
 
     def evaluate(self, x, labels, cfg: dict, cache_dir: Path) -> dict[str, float]:
         """MMD/COV/1-NNA (CD and EMD) of the samples against as many held-out test clouds, drawn

@@ -46,9 +46,10 @@ class Block(nn.Module):
 class PointTransformer(nn.Module):
     """forward(x (B, N, 3), t (B,), cond (B,) or None) -> (B, N, 3); label -1 = no class."""
 
-    def __init__(self, num_classes: int = 0, width: int = 128, depth: int = 4, heads: int = 4):
+    def __init__(self, num_classes: int = 0, width: int = 128, depth: int = 4, heads: int = 4, in_features: int = 3):
         super().__init__()
-        self.embed = nn.Sequential(nn.Linear(3, width), nn.SiLU(), nn.Linear(width, width))
+        self.in_features = in_features            # 3, or more for a mask-conditioned model's extra inputs
+        self.embed = nn.Sequential(nn.Linear(in_features, width), nn.SiLU(), nn.Linear(width, width))
         self.time = TimeEmbedding(width, width)
         self.label = LabelEmbedding(num_classes, width) if num_classes > 0 else None
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
@@ -60,8 +61,8 @@ class PointTransformer(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        if x.ndim != 3 or x.shape[-1] != 3:
-            raise ValueError(f"expected point clouds of shape (B, N, 3), got {tuple(x.shape)}")
+        if x.ndim != 3 or x.shape[-1] != self.in_features:
+            raise ValueError(f"expected point clouds of shape (B, N, {self.in_features}), got {tuple(x.shape)}")
         c = self.time(t)
         if self.label is not None:
             c = c + self.label(cond, x.shape[0], x.device)

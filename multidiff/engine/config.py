@@ -69,7 +69,9 @@ ENGINE_DEFAULTS = {
     },
     "eval": {"n": 100},
 }
-ENGINE_SECTIONS = ("diffusion", "train", "sample")
+ENGINE_SECTIONS = ("diffusion", "train", "sample", "edit")
+# Present only in configs that use it, so that runs saved before it existed resume unchanged.
+EDIT_DEFAULTS = {"mask_conditioned": False}    # see multidiff.mask_conditioning
 CHOICES = {
     "train.lr_schedule": ("cosine", "constant"),
     "train.precision": ("fp32", "bf16", "fp16"),
@@ -111,6 +113,9 @@ def load_recipe(path: str | Path, preset: str | None = None, overrides=()) -> di
     recipe = _read_toml(path)
     presets = recipe.pop("presets", {})
     cfg = copy.deepcopy(ENGINE_DEFAULTS)
+    asked = "edit" in recipe or "edit" in presets.get(preset or "", {})
+    if asked or any(item.strip().startswith("edit.") for item in overrides):
+        cfg["edit"] = dict(EDIT_DEFAULTS)
     for key, value in recipe.items():
         if key not in cfg:
             raise UserError(f"{path}: unknown top-level key {key!r}; known: {', '.join(cfg)}")

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from multidiff import mask_conditioning, schedules
 from multidiff import modality as modality_registry
 from multidiff.cache import cache_dir
 from multidiff.engine import checkpoint
@@ -39,7 +40,10 @@ class Run:
 
 def build_model(modality: Modality, cfg: dict) -> nn.Module:
     info = cfg["dataset"]
-    return modality.backbone(cfg, tuple(info["encoded_shape"]), len(info["class_names"]))
+    shape, num_classes = tuple(info["encoded_shape"]), len(info["class_names"])
+    if cfg.get("edit", {}).get("mask_conditioned", False):
+        return mask_conditioning.build(modality, cfg, shape, num_classes)
+    return modality.backbone(cfg, shape, num_classes)
 
 
 def load_run(run_or_ckpt: str | Path, device: torch.device | str = "cpu") -> Run:

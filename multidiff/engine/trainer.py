@@ -143,7 +143,8 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
                 with (contextlib.nullcontext() if sync else net.no_sync()), autocast:
                     loss = diffusion_loss(net, z[mb], schedule=diffusion.schedule, prediction=diffusion.prediction,
                                           weighting=diffusion.weighting, cond=None if labels is None else labels[mb],
-                                          mask=None if mask is None else mask[mb], t=t[gb], noise=noise[gb])
+                                          mask=None if mask is None else mask[mb], t=t[gb], noise=noise[gb],
+                                          known=z[mb] if cfg.get("edit", {}).get("mask_conditioned") else None)
                 scaler.scale(loss * (micro / per_rank)).backward()
                 loss_sum += loss.detach().float() * (micro / per_rank)
             flags = torch.stack([loss_sum, torch.tensor(float(stop.received is not None), device=device)])
