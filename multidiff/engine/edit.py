@@ -38,7 +38,6 @@ def edit(run: Run, x: torch.Tensor, *, known_mask: torch.Tensor | None = None, s
     diffusion = from_config(cfg["diffusion"])
     mask = None if known_mask is None else torch.broadcast_to(known_mask.float(), x.shape[:1] + known_mask.shape[1:])
     z, mask_z = run.encoder.encode(x.to(device), None if mask is None else mask.to(device))
-    shape = tuple(z.shape[1:])
     chunk = cfg["sample"]["batch_size"]
     out = []
     for i in range(0, len(z), chunk):
