@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+import soundfile as sf
 from click.testing import CliRunner
 from PIL import Image
 
+from modalities.audio.files import AudioFileError, read_audio
 from modalities.image.data import image_dataset
 from modalities.points.data import load_cloud, load_folder
 from modalities.points.normalize import global_standardisation
@@ -294,3 +296,21 @@ def test_a_decompression_bomb_is_one_line_naming_the_file_and_skippable(tmp_path
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 3 and "large.png" in lines[0] and "zbomb.png" in lines[1]
     assert lines[2].startswith("skipped 2 of 3 image files")
+
+
+# --- audio ------------------------------------------------------------------------------------------
+
+def test_a_wav_cut_short_is_refused_not_read_as_a_shorter_clip(tmp_path):
+    wave = (0.5 * np.sin(0.1 * np.arange(8000))).astype(np.float32)
+    sf.write(tmp_path / "full.wav", wave, 8000, subtype="PCM_16")
+    raw = (tmp_path / "full.wav").read_bytes()
+    assert len(raw) == 44 + 2 * 8000                          # a 44-byte header, 16-bit samples
+    (tmp_path / "cut.wav").write_bytes(raw[:44 + 2 * 3000])
+    assert read_audio(tmp_path / "full.wav")[0].shape == (1, 8000)
+    with pytest.raises(AudioFileError, match=r"cut\.wav is truncated: its header announces 16000 bytes of samples, "
+                                             r"the file holds 6000"):
+        read_audio(tmp_path / "cut.wav")
+    streamed = bytearray(raw)
+    streamed[40:44] = b"\xff\xff\xff\xff"                      # a stream's placeholder for "unknown length"
+    (tmp_path / "streamed.wav").write_bytes(bytes(streamed))
+    assert read_audio(tmp_path / "streamed.wav")[0].shape == (1, 8000)
