@@ -79,7 +79,7 @@ def _check_finite(path: Path, points: np.ndarray, what: str) -> None:
     if bad.any():
         i = int(bad.argmax())
         raise ValueError(f"{path}: {what} {i} is {format_point(points[i])} ({int(bad.sum())} of {len(points)} "
-                         f"{what}s are not finite)")
+                         f"not finite)")
 
 
 def _sample_mesh(path: Path, mesh: trimesh.Trimesh, n_points: int, seed: int) -> np.ndarray:
@@ -126,14 +126,13 @@ def load_cloud(path: Path, n_points: int, seed: int = 0, cache: Path | None = No
         if cached is not None:
             _save_atomically(points, cached)
         return points
-    points = np.asarray(geometry, dtype=np.float32)
-    _check_finite(path, points, "point")
+    points = _checked(path, np.asarray(geometry, dtype=np.float32))  # every row, also those not drawn below
     if len(points) < n_points:
         raise ValueError(f"{path}: has {len(points)} points, fewer than the {n_points} asked for")
     if len(points) > n_points:
         rng = np.random.default_rng([seed, zlib.crc32(path.name.encode())])
         points = points[np.sort(rng.choice(len(points), n_points, replace=False))]
-    return _checked(path, points)
+    return points
 
 
 class PointCloudSet(torch.utils.data.Dataset):
