@@ -55,9 +55,11 @@ def train(recipe, preset, data_path, overrides, run_dir, resume):
     from multidiff.engine.config import load_recipe
     from multidiff.engine.trainer import train as run_training
 
-    if data_path is not None:
-        overrides = (*overrides, f"data.path={json.dumps(data_path)}")
     cfg = load_recipe(recipe, preset, overrides)
+    if data_path is not None:
+        if "path" not in cfg["data"]:
+            raise UserError(f"recipe {cfg['name']!r} generates its data and takes no data path; drop --data")
+        cfg = load_recipe(recipe, preset, (*overrides, f"data.path={json.dumps(data_path)}"))
     run_dir = run_dir or Path("runs") / (f"{cfg['name']}-{preset}" if preset else cfg["name"])
     run_training(cfg, run_dir, resume=resume)
     if os.environ.get("RANK", "0") == "0":

@@ -13,7 +13,7 @@ Recipe keys read from ``[data]``:
     length        clip length in samples; longer clips are cropped, shorter ones zero-padded
     trim_db       optional: trim leading/trailing silence this many dB below the loudest 10 ms
     loudness      "rms" | "peak" | "none", with target_db (dB full scale)
-    skip_bad_files  skip unreadable, empty or misnamed files with a warning instead of failing
+    skip_bad_files  skip unreadable, empty or misnamed files (one line each, then a count) instead of failing
     conditional   whether clips carry class labels (default true)
     mask_padding  whether items carry their padding mask, so the diffusion loss skips the padding
                   (default true); false trains the model to generate the silence after a clip too
@@ -24,10 +24,11 @@ files once.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import torch
+
+from modalities.bad_files import report_count, report_skip
 
 from . import preprocess
 from .files import AudioFileError, ClipSource, list_sources, read_audio
@@ -155,7 +156,7 @@ def _load_folder(data: dict, split: str) -> AudioClips:
     def reject(err: Exception) -> None:
         if not skip:
             raise err
-        warnings.warn(f"skipping bad audio file: {err}", stacklevel=3)
+        report_skip(str(err))
         skipped.append(str(err))
 
     good: list[ClipSource] = []
@@ -185,8 +186,7 @@ def _load_folder(data: dict, split: str) -> AudioClips:
             continue
         waves.append(preprocess.resample(preprocess.to_mono(wave), file_rate, rate))
         labels.append(class_names.index(src.fields[data["label_key"]]) if conditional else -1)
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} bad audio file(s) in {root}", stacklevel=2)
+    report_count(len(skipped), len(sources), "audio files", root)
     if not waves:
         raise ValueError(f"no usable {split} clips in {root}")
     return _assemble(waves, labels, class_names, data, skipped)

@@ -5,6 +5,10 @@ matched against the file name (FSDD: ``digit``, ``speaker``, ``index``), and the
 recipe's ``labels_csv`` (one row per file, the file name relative to the data folder in column
 ``file``). The recipe then names which field is the class (``label_key``) and which field decides
 the split (``split_by``).
+
+A WAV file cut short reads without an error as a shorter clip; libsndfile notes the mismatch between
+its data chunk's announced and present size in its log, and ``read_audio`` refuses such a file. (The
+sizes 0 and 0xFFFFFFFF are the placeholders of WAV streams written before their length was known.)
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import soundfile as sf
 import torch
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+_DATA_CHUNK_MISMATCH = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_STREAMING_SIZES = (0, 0xFFFFFFFF)
 
 
 class AudioFileError(ValueError):
@@ -71,11 +77,22 @@ def read_audio(path: Path) -> tuple[torch.Tensor, int]:
     if not path.is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            data, rate, log = f.read(dtype="float32", always_2d=True), f.samplerate, f.extra_info
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise AudioFileError(f"cannot read audio file {path}: {err}") from err
+    _check_not_truncated(path, log)
     if data.shape[0] == 0:
         raise AudioFileError(f"audio file {path} holds no samples")
     if not np.isfinite(data).all():
         raise AudioFileError(f"audio file {path} holds non-finite samples")
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
+
+
+def _check_not_truncated(path: Path, log: str) -> None:
+    match = _DATA_CHUNK_MISMATCH.search(log)
+    if match is not None:
+        announced, present = (int(v) for v in match.groups())
+        if present < announced and announced not in _STREAMING_SIZES:
+            raise AudioFileError(f"audio file {path} is truncated: its header announces {announced} bytes of "
+                                 f"samples, the file holds {present}")

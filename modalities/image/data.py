@@ -11,11 +11,15 @@
                     N..2N-1; which ones a step sees follows from the engine's seeded shuffle
     limit           > 0: train on a seeded random subset of this many images (the test split stays whole,
                     so evaluation figures compare across presets)
-    skip_bad_files  false: an unreadable file is an error naming it; true: skipped, counted in a warning
+    skip_bad_files  false: an unreadable file is an error naming it; true: skipped with one line naming it,
+                    and a count at the end
     test_fraction   folders without train/ and test/: the share of each class held out (seeded)
     seed            the seed of the subset, the held-out share and the synthetic shapes
     n_train, n_test sizes of the synthetic splits
-Pixels are scaled to [-1, 1].
+Pixels are scaled to [-1, 1]; 16-bit images are scaled to 8 bits first (65535 -> 255), and an image
+beyond Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is a bad file. Every class
+must have examples: an empty class folder, or IDX labels that leave a class (nearly) empty, such as
+one corrupt label byte of 255 among the ten MNIST digits, are refused naming the folder or the label.
 """
 from __future__ import annotations
 
@@ -28,12 +32,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from modalities.bad_files import report_count, report_skip
+
 from .idx import read_idx
 from .synthetic import SHAPES, make_shapes
 
 SPLITS = ("train", "test")
 SOURCES = ("folder", "idx", "shapes")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+#: A class this many times rarer than the median class of an IDX label file is taken for corrupt labels.
+RARE_CLASS_FACTOR = 100
+#: Pillow's modes of one-channel images deeper than 8 bits (PNG's 16-bit grayscale opens as "I;16").
+DEEP_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 DATA_DEFAULTS = {"source": "folder", "path": "", "resolution": 32, "channels": 3, "conditional": True,
                  "hflip": False, "limit": 0, "skip_bad_files": False, "test_fraction": 0.1, "seed": 0,
                  "n_train": 4000, "n_test": 1000}
@@ -101,7 +111,9 @@ def image_dataset(cfg: dict, split: str, *, full: bool = False, with_labels: boo
         pixels = pixels[keep] if isinstance(pixels, np.ndarray) else [pixels[i] for i in keep]
         labels = labels[keep]
     if data["source"] == "folder":
+        listed = labels
         pixels, labels = _read_images(pixels, labels, data)
+        _check_no_class_lost(listed, labels, class_names, data)
     else:
         pixels = _conform(pixels, data["resolution"], data["channels"])
     if len(labels) == 0:
@@ -142,9 +154,20 @@ def _conform(pixels: np.ndarray, resolution: int, channels: int) -> np.ndarray:
                      for p in pixels])
 
 
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit grayscale scaled to 8 bits (v / 257, rounded): Pillow's convert("L") clips it at 255 instead.
+    (Pillow already opens 16-bit RGB as 8-bit RGB, keeping the high byte.)"""
+    if image.mode not in DEEP_GRAY_MODES:
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if values.min() < 0 or values.max() > 65535:
+        raise ValueError(f"pixel values {values.min():.0f}..{values.max():.0f} lie outside the 16-bit range")
+    return Image.fromarray(np.round(values / 257).astype(np.uint8), mode="L")
+
+
 def _fit(image: Image.Image, resolution: int, channels: int) -> np.ndarray:
     """Convert to L or RGB, scale the shorter side to ``resolution`` and crop the centre square."""
-    image = image.convert("L" if channels == 1 else "RGB")
+    image = _eight_bit(image).convert("L" if channels == 1 else "RGB")
     w, h = image.size
     scale = resolution / min(w, h)
     if (w, h) != (resolution, resolution):
@@ -172,9 +195,39 @@ def _read_idx_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, lis
         raise ValueError(f"{images_file}: expected uint8 images (N, H, W[, C]), got {images.dtype} {images.shape}")
     if labels.ndim != 1 or len(labels) != len(images):
         raise ValueError(f"{labels_file}: expected {len(images)} labels, got an array of shape {labels.shape}")
-    train_labels = labels if split == "train" else read_idx(_idx_file(root, "train", "labels"))
-    num_classes = int(max(train_labels.max(), labels.max())) + 1
+    train_file = labels_file if split == "train" else _idx_file(root, "train", "labels")
+    num_classes = _check_train_labels(train_file, labels if split == "train" else read_idx(train_file))
+    _check_label_range(labels_file, labels, num_classes)
     return images, labels.astype(np.int64), [str(c) for c in range(num_classes)]
+
+
+def _check_label_range(labels_file: Path, labels: np.ndarray, num_classes: int) -> None:
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"{labels_file}: labels must be integers, got {labels.dtype}")
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+        i = int(bad.argmax())
+        raise ValueError(f"{labels_file}: label {labels[i]} at position {i} is not among the training classes "
+                         f"0..{num_classes - 1}")
+
+
+def _check_train_labels(labels_file: Path, labels: np.ndarray) -> int:
+    """The number of classes, max(label) + 1, once every one of them has a fair share of the examples."""
+    _check_label_range(labels_file, labels, np.iinfo(np.int64).max)
+    if not len(labels):
+        return 0
+    counts = np.bincount(labels.astype(np.int64))
+    typical = float(np.median(counts[counts > 0]))
+    rare = np.flatnonzero(counts * RARE_CLASS_FACTOR < typical)
+    if len(rare):
+        top = int(labels.argmax())
+        if counts[rare[0]] == 0:
+            raise ValueError(f"{labels_file}: label {labels[top]} at position {top} makes {len(counts)} classes, "
+                             f"{int((counts == 0).sum())} of them without an example (a corrupt label?)")
+        c = int(rare[0])
+        raise ValueError(f"{labels_file}: label {c} occurs {counts[c]} time(s) (first at position "
+                         f"{int(np.argmax(labels == c))}), the median class {typical:.0f} times (a corrupt label?)")
+    return len(counts)
 
 
 def _class_folders(root: Path) -> list[Path]:
@@ -190,10 +243,27 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def _check_class_folders_hold_images(folders: list[Path]) -> None:
+    """An empty class folder would be a class the model is asked for but never shown."""
+    for folder in folders:
+        if not _image_files(folder):
+            raise ValueError(f"{folder}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                             f"add some or remove the folder")
+
+
+def _check_no_class_lost(listed: np.ndarray, kept: np.ndarray, class_names: list[str], data: dict) -> None:
+    lost = sorted(set(listed.tolist()) - set(kept.tolist()))
+    if lost:
+        raise ValueError(f"every image of class {class_names[lost[0]]!r} under {data['path']} was skipped as "
+                         f"unreadable, so the class has no example")
+
+
 def _list_folder_split(root: Path, split: str, data: dict) -> tuple[list[Path], np.ndarray, list[str]]:
     """The split's image files with their class indices."""
     split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
-    class_names = [p.name for p in _class_folders(root / "train" if split_dirs else root)]
+    class_folders = _class_folders(root / "train" if split_dirs else root)
+    _check_class_folders_hold_images(class_folders)
+    class_names = [p.name for p in class_folders]
     files, labels = [], []
     if split_dirs:
         for folder in _class_folders(root / split):
@@ -215,18 +285,20 @@ def _list_folder_split(root: Path, split: str, data: dict) -> tuple[list[Path], 
 
 def _read_images(files: list[Path], labels: np.ndarray, data: dict) -> tuple[np.ndarray, np.ndarray]:
     """Decode, convert and resize every file; unreadable ones raise or, with skip_bad_files, are counted."""
-    images, kept, bad = [], [], []
+    images, kept, bad = [], [], 0
     for f, label in zip(files, labels):
         try:
-            with Image.open(f) as im:
-                images.append(_fit(im, data["resolution"], data["channels"]))
+            with warnings.catch_warnings():  # Pillow only warns below twice its pixel limit: refuse those too
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(f) as im:
+                    images.append(_fit(im, data["resolution"], data["channels"]))
             kept.append(label)
-        except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for unreadable or corrupt files
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            # PIL's errors for unreadable, corrupt or oversized files
             if not data["skip_bad_files"]:
                 raise ValueError(f"cannot read image {f}: {e} (set data.skip_bad_files = true to skip such files)") from None
-            bad.append(f"{f} ({e})")
-    if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable image file(s) under {data['path']}, first: {bad[0]}",
-                      stacklevel=3)
+            report_skip(f"cannot read image {f}: {e}")
+            bad += 1
+    report_count(bad, len(files), "image files", data["path"])
     shape = (0, data["resolution"], data["resolution"], data["channels"])
     return (np.stack(images) if images else np.zeros(shape, np.uint8)), np.asarray(kept, dtype=np.int64)

@@ -7,12 +7,18 @@ surface points (area-weighted, seeded); the modality caches the samples on disk 
 ``$MULTIDIFF_CACHE/points/meshes`` (else ``~/.cache/multidiff/points/meshes``), keyed by the file's
 path, mtime, ``n_points`` and the seed. trimesh also reads ModelNet's malformed "OFF<counts>" headers. Point files (.ply without faces, .npy of shape (M, 3)) with more than
 ``n_points`` points are subsampled without replacement, seeded per file.
+
+A file is bad, and refused naming it (or with ``skip_bad_files`` skipped, one line each and a count), when
+it cannot be read, an OFF file holds fewer or more lines than its header announces, a coordinate is
+not finite, its points all coincide or one lies absurdly far out (``normalize.check_cloud``), or, under
+"global" or "none" normalisation, the whole cloud is far larger or farther out than the others
+(``normalize.outlier_clouds``). Only clouds that pass are cached, and every category of the training
+split must keep at least one cloud.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 import zlib
 from pathlib import Path
 
@@ -20,7 +26,10 @@ import numpy as np
 import torch
 import trimesh
 
-from modalities.points.normalize import IDENTITY, Transform, check_protocol, unit_sphere
+from modalities.bad_files import report_count, report_skip
+from modalities.points.normalize import (IDENTITY, Transform, check_cloud, check_protocol, format_point,
+                                           outlier_clouds, unit_sphere)
+from modalities.points.off import check_off_counts
 from multidiff.cache import cache_dir
 
 MESH_SUFFIXES = (".off", ".obj", ".stl")
@@ -42,6 +51,8 @@ def _read_geometry(path: Path):
         if points.ndim != 2 or points.shape[1] != 3:
             raise ValueError(f"{path}: expected an array of shape (M, 3), got {points.shape}")
         return points
+    if path.suffix.lower() == ".off":
+        check_off_counts(path)
     try:
         geometry = trimesh.load(path, process=False)
     except Exception as e:  # trimesh raises many types for a corrupt file
@@ -63,11 +74,30 @@ def _cache_file(path: Path, n_points: int, seed: int, cache: Path) -> Path:
     return cache / f"{key}.npy"
 
 
+def _check_finite(path: Path, points: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(points).all(axis=1)
+    if bad.any():
+        i = int(bad.argmax())
+        raise ValueError(f"{path}: {what} {i} is {format_point(points[i])} ({int(bad.sum())} of {len(points)} "
+                         f"not finite)")
+
+
 def _sample_mesh(path: Path, mesh: trimesh.Trimesh, n_points: int, seed: int) -> np.ndarray:
-    if mesh.area <= 0:
+    _check_finite(path, np.asarray(mesh.vertices), "vertex")
+    if not mesh.area > 0:
         raise ValueError(f"{path}: mesh has zero surface area")
     points, _ = trimesh.sample.sample_surface(mesh, n_points, seed=seed)
     return np.asarray(points, dtype=np.float32)
+
+
+def _checked(path: Path, points: np.ndarray) -> np.ndarray:
+    """``points`` when every coordinate is finite and the cloud is usable; ValueError naming ``path`` if not."""
+    _check_finite(path, points, "point")
+    try:
+        check_cloud(points)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return points
 
 
 def _save_atomically(points: np.ndarray, target: Path) -> None:
@@ -80,27 +110,28 @@ def _save_atomically(points: np.ndarray, target: Path) -> None:
 def load_cloud(path: Path, n_points: int, seed: int = 0, cache: Path | None = None) -> np.ndarray:
     """``n_points`` points (float32, (n_points, 3)) from a mesh or point file, in the file's units.
 
-    Mesh samples are cached under ``cache`` (no caching when None)."""
+    Mesh samples are checked (see the module's docstring) before they are cached under ``cache`` (no caching
+    when None); a cached sample that is not finite (written before that check) is drawn again."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"point-cloud file not found: {path}")
     cached = _cache_file(path, n_points, seed, cache) if cache is not None else None
     if cached is not None and cached.is_file():
-        return np.load(cached)
+        points = np.load(cached)
+        if np.isfinite(points).all():
+            return _checked(path, points)
     geometry = _read_geometry(path)
     if isinstance(geometry, trimesh.Trimesh):
-        points = _sample_mesh(path, geometry, n_points, seed)
+        points = _checked(path, _sample_mesh(path, geometry, n_points, seed))
         if cached is not None:
             _save_atomically(points, cached)
         return points
-    points = np.asarray(geometry, dtype=np.float32)
+    points = _checked(path, np.asarray(geometry, dtype=np.float32))  # every row, also those not drawn below
     if len(points) < n_points:
         raise ValueError(f"{path}: has {len(points)} points, fewer than the {n_points} asked for")
     if len(points) > n_points:
         rng = np.random.default_rng([seed, zlib.crc32(path.name.encode())])
         points = points[np.sort(rng.choice(len(points), n_points, replace=False))]
-    if not np.isfinite(points).all():
-        raise ValueError(f"{path}: points are not all finite")
     return points
 
 
@@ -178,25 +209,45 @@ def load_folder(root: Path, split: str, *, n_points: int, seed: int = 0, categor
                 normalize: str = "unit_sphere", skip_bad_files: bool = False, max_per_class: int = 0,
                 cache: Path | None = None) -> PointCloudSet:
     """The dataset of ``split`` under ``root``; ``max_per_class`` > 0 keeps that many files per category
-    (the first in name order). Unreadable files raise, or with ``skip_bad_files`` are listed in
-    ``.skipped`` as (path, reason)."""
+    (the first in name order). Bad files raise, or with ``skip_bad_files`` are listed in ``.skipped`` as
+    (path, reason), each reported in one line."""
     check_protocol(normalize)
     files, names = list_files(root, split, categories)
     if max_per_class > 0:
         files = _first_per_class(files, max_per_class)
-    clouds, labels, kept, skipped = [], [], [], []
+    loaded, skipped = [], []
+
+    def reject(path: Path, reason: str) -> None:
+        if not skip_bad_files:
+            raise ValueError(reason)
+        report_skip(reason)
+        skipped.append((path, reason))
+
     for path, label in files:
         try:
-            clouds.append(load_cloud(path, n_points, seed, cache))
+            loaded.append((path, label, load_cloud(path, n_points, seed, cache)))
         except ValueError as e:
-            if not skip_bad_files:
-                raise
-            skipped.append((path, str(e)))
-            continue
-        labels.append(label if conditional else -1)
-        kept.append(path)
-    if not clouds:
+            reject(path, str(e))
+    if normalize != "unit_sphere":
+        outliers = dict(outlier_clouds(np.stack([c for _, _, c in loaded]))) if loaded else {}
+        for i, (path, _, _) in enumerate(loaded):
+            if i in outliers:
+                reject(path, f"{path}: {outliers[i]}")
+        loaded = [item for i, item in enumerate(loaded) if i not in outliers]
+    report_count(len(skipped), len(files), f"{split} files", root)
+    if not loaded:
         raise ValueError(f"every {split} file under {root} failed to load ({len(skipped)} skipped)")
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable {split} files under {root}, e.g. {skipped[0][1]}")
-    return PointCloudSet(np.stack(clouds), np.array(labels), names if conditional else [], normalize, kept, skipped)
+    if split == "train":
+        _check_every_category_kept(root, names, [label for _, label, _ in loaded], skipped)
+    labels = np.array([label if conditional else -1 for _, label, _ in loaded])
+    return PointCloudSet(np.stack([c for _, _, c in loaded]), labels, names if conditional else [], normalize,
+                         [path for path, _, _ in loaded], skipped)
+
+
+def _check_every_category_kept(root: Path, names: list[str], labels: list[int], skipped) -> None:
+    """A category without a training cloud would be a class the model is asked for but never shown."""
+    for index, name in enumerate(names):
+        if index not in labels:
+            lost = sum(Path(root, name) in p.parents for p, _ in skipped)
+            why = f"all its {lost} files were skipped" if lost else "it holds no mesh or point files"
+            raise ValueError(f"{Path(root) / name}: category {name!r} has no training cloud ({why})")

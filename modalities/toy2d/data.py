@@ -6,7 +6,8 @@ for 3 or more components, its covariance is (radius^2 / 2 + std^2) I, which test
 closed-form reference.
 
 A file holds one point per row: x, y and optionally an integer label (a .csv may have a header
-line). Every fifth row (index 4, 9, ...) is the test split; the others are the training split.
+line). Every fifth row (index 4, 9, ...) is the test split; the others are the training split. A row with
+a value that is not finite is refused, naming the file and the row.
 """
 from __future__ import annotations
 
@@ -56,13 +57,14 @@ def read_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(points (N, 2), labels (N,) or None) from a .npy or .csv file."""
     if not path.is_file():
         raise FileNotFoundError(f"point file not found: {path}")
+    header = 0 if path.suffix == ".npy" else _header_lines(path)
     try:
         if path.suffix == ".npy":
             table = np.load(path, allow_pickle=False)
         else:
             with warnings.catch_warnings():  # an empty file is reported below, as an error
                 warnings.simplefilter("ignore", UserWarning)
-                table = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=_header_lines(path))
+                table = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=header)
     except ValueError as e:
         raise ValueError(f"cannot read points from {path}: {e}") from None
     table = np.asarray(table, dtype=np.float64)
@@ -70,12 +72,39 @@ def read_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise ValueError(f"no points in {path}")
     if table.ndim != 2 or table.shape[1] not in (2, 3):
         raise ValueError(f"{path}: expected rows of x, y[, label], got an array of shape {table.shape}")
+
+    def where(row: int) -> str:
+        return f"row {row}" if path.suffix == ".npy" else f"line {row + header + 1}"
+
+    bad = ~np.isfinite(table).all(axis=1)
+    if bad.any():
+        row = int(bad.argmax())
+        raise ValueError(f"{path}: {where(row)} is {table[row].tolist()} ({int(bad.sum())} of {len(table)} rows "
+                         f"hold a value that is not finite)")
     if table.shape[1] == 2:
         return table, None
     labels = table[:, 2]
     if (labels != np.round(labels)).any() or labels.min() < 0:
         raise ValueError(f"{path}: labels (third column) must be non-negative integers")
+    top = int(labels.argmax())
+    # a label as large as the row count must leave some class below it without a row
+    unused = np.setdiff1d(np.arange(min(labels[top], len(labels)) + 1), labels)
+    if len(unused):
+        raise ValueError(f"{path}: label {labels[top]:.0f} ({where(top)}) makes classes 0..{labels[top]:.0f}, but no "
+                         f"row has label {unused[0]} (a class without examples)")
     return table[:, :2], labels.astype(np.int64)
+
+
+def check_mixture(data_cfg: dict) -> None:
+    """ValueError naming the ``[data]`` key of the mixture that cannot describe one."""
+    for key in ("components", "n_train", "n_test"):
+        value = data_cfg[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"data.{key} must be a positive integer, got {value!r}")
+    if not math.isfinite(data_cfg["radius"]) or data_cfg["radius"] < 0:
+        raise ValueError(f"data.radius must be a finite number >= 0, got {data_cfg['radius']!r}")
+    if not math.isfinite(data_cfg["std"]) or data_cfg["std"] <= 0:
+        raise ValueError(f"data.std must be a finite number > 0, got {data_cfg['std']!r}")
 
 
 def load_split(data_cfg: dict, split: str) -> PointSet:
@@ -89,6 +118,7 @@ def load_split(data_cfg: dict, split: str) -> PointSet:
         points = points[keep]
         labels = labels[keep] if labels is not None else None
     else:
+        check_mixture(data_cfg)
         n = data_cfg["n_train"] if split == "train" else data_cfg["n_test"]
         seed = int(np.random.SeedSequence([data_cfg["seed"], SPLITS.index(split)]).generate_state(1)[0])
         points, labels = sample_mixture(n, data_cfg["components"], data_cfg["radius"], data_cfg["std"], seed)
