@@ -22,6 +22,7 @@ from multidiff.engine.config import validate_sampler
 from multidiff.engine.data import derived_seed
 from multidiff.engine.diffusion import from_config
 from multidiff.engine.errors import UserError
+from multidiff.latent import reconstruction_metrics, run_encoder
 from multidiff.modality import Encoder, Modality
 
 
@@ -36,7 +37,10 @@ class Run:
 
 
 def build_model(modality: Modality, cfg: dict) -> nn.Module:
+    """The network a run trains: the denoiser, or the autoencoder of a ``kind = "autoencoder"`` recipe."""
     info = cfg["dataset"]
+    if cfg.get("kind") == "autoencoder":
+        return modality.autoencoder(cfg, tuple(info["encoded_shape"]))
     return modality.backbone(cfg, tuple(info["encoded_shape"]), len(info["class_names"]))
 
 
@@ -46,7 +50,7 @@ def load_run(run_or_ckpt: str | Path, device: torch.device | str = "cpu") -> Run
     modality = modality_registry.get(cfg["modality"])
     model = build_model(modality, cfg)
     model.load_state_dict({**parts["model"], **parts["ema"]})
-    encoder = modality.encoder(cfg)
+    encoder = run_encoder(modality, cfg)
     encoder.load_state_dict(parts["encoder"])
     return Run(cfg, step, modality, model.to(device).eval(), encoder.to(device).eval())
 
@@ -105,6 +109,9 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
     if n < 1:
         raise UserError(f"the number of samples must be at least 1, got {n}")
     run = load_run(run_or_ckpt, device or default_device())
+    if run.cfg.get("kind") == "autoencoder":
+        raise UserError(f"{run_or_ckpt} is an autoencoder run: it has nothing to sample; train a latent recipe on it "
+                        f"([latent] autoencoder = \"{run_or_ckpt}\")")
     defaults = run.cfg["sample"]
     sampler = sampler or defaults["sampler"]
     validate_sampler(sampler)
@@ -123,15 +130,19 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
 
 def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = None) -> dict[str, float]:
     """The modality's metrics on ``n`` samples (default ``eval.n``) balanced over the classes,
-    drawn with the run's sampling defaults; also written to RUN/eval.json."""
+    drawn with the run's sampling defaults, and, for a run with an autoencoder, on ``n`` test examples
+    through it (``autoencoder_*``, the ceiling of the samples'); also written to RUN/eval.json."""
     run = load_run(run_dir, device or default_device())
     n = n or run.cfg["eval"]["n"]
-    labels = class_labels(n, run.cfg)
-    s = run.cfg["sample"]
-    x = draw(run, labels, n, sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"], seed=0)
     cache = cache_dir(run.modality.name)
     cache.mkdir(parents=True, exist_ok=True)
-    metrics = {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, cache).items()}
+    metrics = {}
+    if run.cfg.get("kind") != "autoencoder":
+        labels = class_labels(n, run.cfg)
+        s = run.cfg["sample"]
+        x = draw(run, labels, n, sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"], seed=0)
+        metrics = {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, cache).items()}
+    metrics.update(reconstruction_metrics(run, n, cache))
     if Path(run_dir).is_dir():
         (Path(run_dir) / "eval.json").write_text(json.dumps({"step": run.step, "n": n, **metrics}, indent=2) + "\n")
     return metrics
