@@ -21,7 +21,6 @@ def run_autoencoder(run) -> LatentEncoder | None:
     return run.encoder if isinstance(run.encoder, LatentEncoder) else None
 
 
-@torch.no_grad()
 def reconstruction_metrics(run, n: int, cache_dir: Path, batch_size: int = 256) -> dict[str, float]:
     """The modality's metrics on ``n`` test examples (a seeded random choice) decoded from their latent
     means; {} for a run without an autoencoder."""
@@ -34,8 +33,9 @@ def reconstruction_metrics(run, n: int, cache_dir: Path, batch_size: int = 256) 
     decoded, labels = [], []
     for i in range(0, len(pick), batch_size):
         batch = collate([test[j] for j in pick[i:i + batch_size]])
-        z, _ = autoencoder.encode(batch["x"].to(device))
-        decoded.append(autoencoder.decode(z).float().cpu())
+        with torch.no_grad():
+            z, _ = autoencoder.encode(batch["x"].to(device))
+            decoded.append(autoencoder.decode(z).float().cpu())
         labels.append(batch["label"])
     labels = torch.cat(labels)
     metrics = run.modality.evaluate(torch.cat(decoded), labels if bool((labels >= 0).all()) else None, run.cfg,
