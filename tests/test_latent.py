@@ -219,3 +219,20 @@ def test_config_checks_kind_and_latent_keys(tmp_path):
     with pytest.raises(UserError, match="unknown autoencoder.reconstruction"):
         tiny_ae("autoencoder.reconstruction=l3")
     assert Path(tiny_latent(Path("runs/x"))["latent"]["autoencoder"]).is_absolute()
+
+
+def test_a_run_saved_before_the_latent_keys_existed_still_resumes(tmp_path):
+    run = tmp_path / "old"
+    cfg = load_recipe("toy2d", "quick", ["model.hidden=8", "model.depth=1", "data.n_train=64", "train.batch_size=16",
+                                         "train.steps=2", "sample.steps=2", "sample.n=4"])
+    train(cfg, run)
+    parts, saved, step = checkpoint.load_weights(run)
+    for key in ("kind", "latent", "autoencoder"):
+        del saved[key]
+    state = torch.load(run / "checkpoints" / checkpoint.STATE_NAME, weights_only=True)
+    checkpoint.save(run, step=step, cfg=saved, parts=parts, train_state={k: state[k] for k in ("optimizer", "scaler")})
+    cfg["train"]["steps"] = 3
+    train(cfg, run, resume=True)
+    assert checkpoint.read_metadata(run)[1] == 3
+    with pytest.raises(UserError, match="differs from the saved one at kind"):
+        train({**cfg, "kind": "autoencoder"}, run, resume=True)
