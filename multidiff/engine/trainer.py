@@ -45,7 +45,8 @@ def train(cfg: dict, run_dir: str | Path, resume: bool = False, device: str | No
     if device not in (None, "cpu", "cuda"):
         raise UserError(f"device must be 'cpu' or 'cuda', got {device!r}")
     run_dir = Path(run_dir)
-    train_missing_autoencoder(cfg, device)
+    if not resume:  # a resumed latent run has its autoencoder in its checkpoint
+        train_missing_autoencoder(cfg, device)
     ctx = distributed.setup(device)
     try:
         _train(copy.deepcopy(cfg), run_dir, resume, ctx)
