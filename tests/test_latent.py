@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_DATA = ["data.resolution=16", "data.n_train=64", "data.n_test=64", "eval.n=32", "eval.classifier_steps=5",
              "train.batch_size=16", "train.log_every=1", "train.lr_schedule=constant", "train.warmup_steps=0"]
 TINY_AE = [*TINY_DATA, "model.channels=8", "sample.n=4"]
-TINY_LATENT = [*TINY_DATA, "latent.recipe=''", "model.channels=16", "sample.n=4", "sample.steps=2", "train.steps=3"]
+TINY_LATENT = [*TINY_DATA, "latent.recipe=''", "latent.cache=false", "model.channels=16", "sample.n=4", "sample.steps=2", "train.steps=3"]
 
 
 def tiny_ae(*overrides):
