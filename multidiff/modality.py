@@ -40,6 +40,11 @@ class Encoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return z
 
+    def describe(self) -> dict:
+        """Entries for the run's ``cfg["dataset"]`` that rebuilding this encoder from a checkpoint needs
+        beyond the recipe (a trained autoencoder's architecture; see multidiff.latent)."""
+        return {}
+
 
 class Modality:
     """A data type. Subclasses override what they need; ``name`` is the registry key."""
@@ -56,6 +61,12 @@ class Modality:
 
     def encoder(self, cfg: dict) -> Encoder:
         return Encoder()
+
+    def autoencoder(self, cfg: dict, shape: tuple[int, ...]) -> nn.Module:
+        """The network of an autoencoder recipe (``kind = "autoencoder"``) for encoded examples of shape
+        ``shape``: ``encode(x) -> (mean, logvar)``, ``decode(z)``, ``latent_shape(shape)`` and
+        ``forward(x, noise) -> (reconstruction, mean, logvar)``, e.g. multidiff.nn.autoencoder."""
+        raise ValueError(f"the {self.name} modality has no autoencoder")
 
     def backbone(self, cfg: dict, shape: tuple[int, ...], num_classes: int) -> nn.Module:
         """The network: ``forward(x_t, t, cond)`` with x_t of shape (B, *shape), t of shape (B,)

@@ -9,6 +9,7 @@ from torch import nn
 from multidiff.modality import Modality
 from multidiff.nn.unet import UNet
 
+from .autoencoder import image_autoencoder
 from .data import image_dataset
 from .edit import image_mask, read_image
 from .io import save_grid, write_samples
@@ -24,6 +25,9 @@ class ImageModality(Modality):
 
     def dataset(self, cfg: dict, split: str):
         return image_dataset(cfg, split)
+
+    def autoencoder(self, cfg: dict, shape) -> nn.Module:
+        return image_autoencoder(cfg, shape)
 
     def backbone(self, cfg: dict, shape, num_classes: int) -> nn.Module:
         """A 2D UNet sized by ``[model]`` (keys as in ``MODEL_DEFAULTS``)."""

@@ -1,8 +1,8 @@
 """Recipes: TOML files resolved into one nested dict, the config of a run.
 
 Resolution order: the engine's defaults, the recipe, the chosen preset (``[presets.NAME]``), then
-``--set section.key=value`` overrides. The engine owns ``[diffusion]``, ``[train]`` and ``[sample]``
-and knows every key in them; ``[data]``, ``[encoder]``, ``[model]`` and ``[eval]`` belong to the
+``--set section.key=value`` overrides. The engine owns ``[diffusion]``, ``[train]``, ``[sample]``,
+``[latent]`` and ``[autoencoder]`` and knows every key in them; ``[data]``, ``[encoder]``, ``[model]`` and ``[eval]`` belong to the
 modality and hold whatever keys the recipe writes. A preset or an override may only change a key
 that already exists, and only to a value of the same type (an integer may stand for a float), so
 a typo is an error that names the key rather than a setting silently ignored.
@@ -23,6 +23,7 @@ ENGINE_DEFAULTS = {
     "modality": "",
     "description": "",
     "preset": "",
+    "kind": "diffusion",            # diffusion | autoencoder (multidiff.engine.objectives)
     "data": {},
     "encoder": {},
     "model": {},
@@ -68,11 +69,21 @@ ENGINE_DEFAULTS = {
         "batch_size": 256,          # samples generated at once
     },
     "eval": {"n": 100},
+    "latent": {                     # diffusion in the latents of an autoencoder run (multidiff.latent)
+        "autoencoder": "",          # its run directory; relative: to the current folder, then the recipe's
+        "recipe": "",               # the recipe that trains it (same preset) when the run is missing
+        "cache": False,             # keep the encoded training set on disk (MULTIDIFF_CACHE/latents)
+    },
+    "autoencoder": {                # the loss of a kind = "autoencoder" recipe
+        "reconstruction": "l1",     # l1 | l2
+        "kl_weight": 1e-6,          # weight of the latent's KL divergence from N(0, I), both per data entry
+    },
 }
-ENGINE_SECTIONS = ("diffusion", "train", "sample", "edit")
+ENGINE_SECTIONS = ("diffusion", "train", "sample", "edit", "latent", "autoencoder")
 # Present only in configs that use it, so that runs saved before it existed resume unchanged.
 EDIT_DEFAULTS = {"mask_conditioned": False}    # see multidiff.mask_conditioning
 CHOICES = {
+    "autoencoder.reconstruction": ("l1", "l2"),
     "train.lr_schedule": ("cosine", "constant"),
     "train.precision": ("fp32", "bf16", "fp16"),
     "train.best_mode": ("min", "max"),
@@ -135,7 +146,8 @@ def load_recipe(path: str | Path, preset: str | None = None, overrides=()) -> di
     if not cfg["modality"]:
         raise UserError(f"{path}: the recipe names no modality")
     cfg["name"] = cfg["name"] or path.stem
-    _resolve_data_path(cfg, path.parent)
+    _resolve_path(cfg["data"], "path", path.parent)
+    _resolve_path(cfg["latent"], "autoencoder", path.parent)
     validate(cfg)
     return cfg
 
@@ -160,7 +172,7 @@ def apply_override(cfg: dict, item: str) -> None:
 def validate(cfg: dict) -> None:
     """Check names and numbers the engine depends on; raise UserError naming the bad key."""
     from multidiff import modality, parameterizations, schedules, weightings
-    from multidiff.engine import diffusion
+    from multidiff.engine import diffusion, objectives
 
     def choose(key, value, known):
         if value not in known:
@@ -170,6 +182,11 @@ def validate(cfg: dict) -> None:
         section, name = key.split(".")
         choose(key, cfg[section][name], known)
     choose("modality", cfg["modality"], modality.names())
+    choose("kind", cfg["kind"], objectives.KINDS)
+    if cfg["kind"] == "autoencoder" and cfg["latent"]["autoencoder"]:
+        raise UserError("an autoencoder recipe cannot itself be latent: drop latent.autoencoder")
+    if cfg["autoencoder"]["kl_weight"] < 0:
+        raise UserError(f"autoencoder.kl_weight must be >= 0, got {cfg['autoencoder']['kl_weight']}")
     choose("diffusion.schedule", cfg["diffusion"]["schedule"], schedules.names())
     choose("diffusion.prediction", cfg["diffusion"]["prediction"], parameterizations.names())
     choose("diffusion.weighting", cfg["diffusion"]["weighting"], weightings.names())
@@ -282,13 +299,14 @@ def _known_keys(table: dict, parents) -> str:
     return f"known keys{' in ' + where if where else ''}: {keys}"
 
 
-def _resolve_data_path(cfg: dict, recipe_dir: Path) -> None:
-    """Make a relative ``data.path`` absolute: against the current directory, else the recipe's folder."""
-    path = cfg["data"].get("path")
+def _resolve_path(table: dict, key: str, recipe_dir: Path) -> None:
+    """Make a relative path (``data.path``, ``latent.autoencoder``) absolute: against the current
+    directory, else the recipe's folder; against the current directory when it exists in neither."""
+    path = table.get(key)
     if not isinstance(path, str) or not path or Path(path).is_absolute():
         return
     for base in (Path.cwd(), recipe_dir):
         if (base / path).exists():
-            cfg["data"]["path"] = str((base / path).resolve())
+            table[key] = str((base / path).resolve())
             return
-    cfg["data"]["path"] = str((Path.cwd() / path).resolve())
+    table[key] = str((Path.cwd() / path).resolve())

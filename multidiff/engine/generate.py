@@ -25,6 +25,7 @@ from multidiff.engine import checkpoint
 from multidiff.engine.config import check_guidance, check_seed, validate_sampler
 from multidiff.engine.diffusion import from_config
 from multidiff.engine.errors import UserError
+from multidiff.latent import reconstruction_metrics, run_encoder
 from multidiff.modality import Encoder, Modality
 
 
@@ -39,8 +40,11 @@ class Run:
 
 
 def build_model(modality: Modality, cfg: dict) -> nn.Module:
+    """The network a run trains: the denoiser, or the autoencoder of a ``kind = "autoencoder"`` recipe."""
     info = cfg["dataset"]
     shape, num_classes = tuple(info["encoded_shape"]), len(info["class_names"])
+    if cfg.get("kind") == "autoencoder":
+        return modality.autoencoder(cfg, shape)
     if cfg.get("edit", {}).get("mask_conditioned", False):
         return mask_conditioning.build(modality, cfg, shape, num_classes)
     return modality.backbone(cfg, shape, num_classes)
@@ -51,7 +55,7 @@ def load_run(run_or_ckpt: str | Path, device: torch.device | str = "cpu") -> Run
     parts, cfg, step = checkpoint.load_weights(run_or_ckpt)
     modality = modality_registry.get(cfg["modality"])
     model = build_model(modality, cfg)
-    encoder = modality.encoder(cfg)
+    encoder = run_encoder(modality, cfg)
     try:
         model.load_state_dict({**parts["model"], **parts["ema"]})
         encoder.load_state_dict(parts["encoder"])
@@ -134,6 +138,9 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
     if guidance is not None:
         check_guidance(guidance, "guidance")
     run = load_run(run_or_ckpt, device or default_device())
+    if run.cfg.get("kind") == "autoencoder":
+        raise UserError(f"{run_or_ckpt} is an autoencoder run: it has nothing to sample; train a latent recipe on it "
+                        f"([latent] autoencoder = \"{run_or_ckpt}\")")
     defaults = run.cfg["sample"]
     sampler = sampler or defaults["sampler"]
     validate_sampler(sampler)
@@ -181,8 +188,9 @@ def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = Non
              steps: int | None = None, guidance: float | None = None, seed: int = 0,
              out: str | Path | None = None) -> dict[str, float]:
     """The modality's metrics on ``n`` samples (default ``eval.n``) balanced over the classes, drawn with
-    the given sampling settings (unset ones from the run's ``[sample]``). A run directory's evaluation
-    is written to its own file (see multidiff.engine.evaluations), or to ``out``."""
+    the given sampling settings (unset ones from the run's ``[sample]``), and, for a run with an
+    autoencoder, on ``n`` test examples through it (``autoencoder_*``, the ceiling of the samples'). A run
+    directory's evaluation is written to its own file (see multidiff.engine.evaluations), or to ``out``."""
     from multidiff.engine import evaluations
 
     run = load_run(run_dir, device or default_device())
@@ -194,6 +202,8 @@ def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = Non
     check_seed(seed, "seed")
     check_guidance(settings["guidance"], "guidance")
     metrics = score(run, n, **settings, progress=True)
+    if run.cfg.get("kind") != "autoencoder":  # the ceiling of a latent run's representation
+        metrics.update(reconstruction_metrics(run, n, _evaluation_cache(run)))
     if Path(run_dir).is_dir():
         evaluations.record(Path(run_dir), {"step": run.step, "n": n, **metrics, "settings": settings}, out)
     return metrics
@@ -201,12 +211,20 @@ def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = Non
 
 def score(run: Run, n: int, *, sampler: str, steps: int, guidance: float, seed: int,
           progress: bool = False) -> dict[str, float]:
-    """The modality's metrics on ``n`` samples of ``run`` balanced over the classes."""
+    """The modality's metrics on ``n`` samples of ``run`` balanced over the classes; for an autoencoder
+    run, on ``n`` test examples through it (``autoencoder_*``)."""
+    if run.cfg.get("kind") == "autoencoder":
+        return reconstruction_metrics(run, n, _evaluation_cache(run))
     labels = class_labels(n, run.cfg)
     x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=progress)
+    return {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, _evaluation_cache(run)).items()}
+
+
+def _evaluation_cache(run: Run) -> Path:
+    """Where the modality keeps what its evaluation trains or computes once (e.g. a classifier)."""
     cache = cache_dir(run.modality.name)
     cache.mkdir(parents=True, exist_ok=True)
-    return {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, cache).items()}
+    return cache
 
 
 def default_device() -> torch.device:

@@ -24,18 +24,16 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from multidiff import modality as modality_registry
-from multidiff.engine import checkpoint, distributed
-from multidiff.engine.config import is_argument_table
+from multidiff.engine import checkpoint, distributed, objectives
+from multidiff.engine.config import ENGINE_DEFAULTS, is_argument_table
 from multidiff.engine.data import GlobalBatches, derived_seed, make_loader
-from multidiff.engine.diffusion import from_config
 from multidiff.engine.ema import EMA
 from multidiff.engine.evaluations import TrainingEvaluation
 from multidiff.engine.errors import UserError
-from multidiff.engine.generate import Run, build_model, class_labels, draw
+from multidiff.engine.generate import Run, build_model
 from multidiff.engine.lock import RunLock
 from multidiff.engine.metrics_log import MetricsLog, versions
-from multidiff.guidance import NULL_LABEL, drop_labels
-from multidiff.losses import diffusion_loss
+from multidiff.latent import run_encoder, train_missing_autoencoder, training_data
 
 #: Keys that may differ between a run's saved config and the one it is resumed with.
 RESUMABLE_KEYS = {"steps", "log_every", "ckpt_every", "sample_every", "num_workers", "compile", "eval_every", "eval_n",
@@ -57,6 +55,8 @@ def train(cfg: dict, run_dir: str | Path, resume: bool = False, device: str | No
     with RunLock(run_dir) if main else contextlib.nullcontext():
         if main:
             checkpoint.remove_temporaries(run_dir)
+        if not resume:  # a resumed latent run has its autoencoder in its checkpoint
+            train_missing_autoencoder(cfg, device)
         ctx = distributed.setup(device)
         try:
             _train(copy.deepcopy(cfg), run_dir, resume, ctx)
@@ -67,11 +67,11 @@ def train(cfg: dict, run_dir: str | Path, resume: bool = False, device: str | No
 
 def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> None:
     started = time.perf_counter()
-    tc, dc, device = cfg["train"], cfg["diffusion"], ctx.device
+    tc, device = cfg["train"], ctx.device
     modality = modality_registry.get(cfg["modality"])
     saved = _open_run_dir(run_dir, resume)
     train_set = _load_dataset(modality, cfg)
-    encoder = modality.encoder(cfg)
+    encoder = run_encoder(modality, cfg, None if saved is None else saved[1])
     if saved is None:
         encoder.fit(train_set)
     else:
@@ -82,6 +82,7 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
         _check_same_config(cfg, saved[1], run_dir)
     _seed_global_rng(derived_seed(tc["seed"], 0), device)  # the initial weights
     model = build_model(modality, cfg).to(device)
+    objective = objectives.build(cfg, model, train_set)
     ema = EMA(model, tc["ema_decay"], tc["ema_warmup"]) if tc["ema_decay"] > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     scaler = torch.amp.GradScaler(device.type, enabled=tc["precision"] == "fp16")
@@ -99,11 +100,11 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
 
     net = DistributedDataParallel(model) if ctx.world > 1 else model
     net = torch.compile(net) if tc["compile"] else net
-    diffusion = from_config(dc)
     conditional = bool(cfg["dataset"]["class_names"])
     per_rank, micro = _split(tc["batch_size"], tc["grad_accum"], ctx.world)
     offset = ctx.rank * per_rank
-    batches = iter(make_loader(train_set, GlobalBatches(len(train_set), tc["batch_size"], tc["seed"], start,
+    batch_set, batch_encoder = training_data(train_set, encoder)
+    batches = iter(make_loader(batch_set, GlobalBatches(len(batch_set), tc["batch_size"], tc["seed"], start,
                                                        ctx.rank, ctx.world), tc["num_workers"], device.type == "cuda"))
     log = MetricsLog(run_dir, start, cfg) if ctx.is_main else None
     evaluation = TrainingEvaluation(run_dir, cfg, start) if ctx.is_main else None
@@ -128,23 +129,19 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
             for group in opt.param_groups:
                 group["lr"] = tc["lr"] * lr_factor(step, tc)
             _seed_global_rng(derived_seed(tc["seed"], 3, step, ctx.rank), device)  # dropout inside the network
-            t, noise, dropped = _global_draws(step, cfg, diffusion, device)
+            draws = objective.draws(step, device)
             x = batch["x"].to(device, non_blocking=True)
             mask = batch["mask"].to(device, non_blocking=True) if "mask" in batch else None
             with torch.no_grad():
-                z, mask = encoder.encode(x, mask)
+                z, mask = batch_encoder.encode(x, mask)
             labels = batch["label"].to(device) if conditional else None
-            if labels is not None and dropped is not None:
-                labels = torch.where(dropped[offset:offset + per_rank], NULL_LABEL, labels)
             loss_sum = torch.zeros((), device=device)
             for k in range(0, per_rank, micro):
                 mb, gb = slice(k, k + micro), slice(offset + k, offset + k + micro)
                 sync = ctx.world == 1 or k + micro == per_rank
                 with (contextlib.nullcontext() if sync else net.no_sync()), autocast:
-                    loss = diffusion_loss(net, z[mb], schedule=diffusion.schedule, prediction=diffusion.prediction,
-                                          weighting=diffusion.weighting, cond=None if labels is None else labels[mb],
-                                          mask=None if mask is None else mask[mb], t=t[gb], noise=noise[gb],
-                                          known=z[mb] if cfg.get("edit", {}).get("mask_conditioned") else None)
+                    loss = objective.loss(net, z[mb], None if labels is None else labels[mb],
+                                          None if mask is None else mask[mb], draws, gb)
                 scaler.scale(loss * (micro / per_rank)).backward()
                 loss_sum += loss.detach().float() * (micro / per_rank)
             flags = torch.stack([loss_sum, torch.tensor(float(stop.received is not None), device=device)])
@@ -178,7 +175,7 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
                 if log is not None:
                     log.plot()  # at most every PLOT_INTERVAL_S seconds
             if ctx.is_main and tc["sample_every"] and step % tc["sample_every"] == 0 and step < tc["steps"]:
-                _preview(run_dir, step, cfg, modality, model, ema, encoder, log)
+                _preview(run_dir, step, objective, modality, model, ema, encoder, log)
             if ctx.is_main and evaluation.due(step):
                 evaluation(step, Run(cfg, step, modality, _sampling_model(model, ema), encoder), parts(), log)
     finally:
@@ -191,7 +188,7 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
     if ctx.is_main:
         log.plot(force=True)
         if not stopping:
-            _preview(run_dir, step, cfg, modality, model, ema, encoder, log)
+            _preview(run_dir, step, objective, modality, model, ema, encoder, log)
         _write_summary(run_dir, started, step, session_steps, session_time, device, ctx.world)
         log.finish()
     distributed.barrier(ctx)
@@ -216,18 +213,6 @@ def _seed_global_rng(seed: int, device: torch.device) -> None:
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda":
         torch.cuda.manual_seed(seed)
-
-
-def _global_draws(step: int, cfg: dict, diffusion, device):
-    """Diffusion times, noise and dropped-label flags for every example of the global batch of ``step``."""
-    dc, batch = cfg["diffusion"], cfg["train"]["batch_size"]
-    gen = torch.Generator(device).manual_seed(derived_seed(cfg["train"]["seed"], 2, step))
-    t = diffusion.weighting.times(diffusion.schedule, batch, generator=gen, device=device)
-    noise = torch.randn((batch, *cfg["dataset"]["encoded_shape"]), generator=gen, device=device)
-    dropped = None
-    if dc["cond_drop"] > 0 and cfg["dataset"]["class_names"]:
-        dropped = drop_labels(torch.zeros(batch, dtype=torch.long, device=device), dc["cond_drop"], gen) == NULL_LABEL
-    return t, noise, dropped
 
 
 def _split(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
@@ -272,12 +257,17 @@ def _describe(train_set, encoder, device) -> dict:
     with torch.no_grad():
         z, _ = encoder.encode(item["x"][None].to(device), None if mask is None else mask[None].to(device))
     return {"shape": list(item["x"].shape), "encoded_shape": list(z.shape[1:]),
-            "class_names": list(train_set.class_names), "size": len(train_set), "encoder": type(encoder).__name__}
+            "class_names": list(train_set.class_names), "size": len(train_set), "encoder": type(encoder).__name__,
+            **encoder.describe()}
 
 
 def _check_same_config(cfg: dict, saved: dict, run_dir: Path) -> None:
-    differ = [key for key in _flatten(cfg).keys() | _flatten(saved).keys()
-              if _flatten(cfg).get(key) != _flatten(saved).get(key) and key.removeprefix("train.") not in RESUMABLE_KEYS]
+    """Refuse to resume with another config; a key the saved config lacks (a run written before the
+    engine knew the key) counts as holding the engine's default."""
+    new, defaults = _flatten(cfg), _flatten(ENGINE_DEFAULTS)
+    old = {**{k: v for k, v in defaults.items() if k in new}, **_flatten(saved)}
+    differ = [key for key in new.keys() | old.keys()
+              if new.get(key) != old.get(key) and key.removeprefix("train.") not in RESUMABLE_KEYS]
     if differ:
         raise UserError(f"cannot resume {run_dir}: the config differs from the saved one at {', '.join(sorted(differ))}")
 
@@ -300,15 +290,11 @@ def _sampling_model(model, ema):
     return sampler_model
 
 
-def _preview(run_dir: Path, step: int, cfg: dict, modality, model, ema, encoder, log) -> None:
-    """A picture of ``sample.n`` samples from the EMA weights, balanced over the classes (also to TensorBoard)."""
-    n, s = cfg["sample"]["n"], cfg["sample"]
-    labels = class_labels(n, cfg)
-    x = draw(Run(cfg, step, modality, _sampling_model(model, ema), encoder), labels, n, sampler=s["sampler"],
-             steps=s["steps"], guidance=s["guidance"], seed=cfg["train"]["seed"])
+def _preview(run_dir: Path, step: int, objective, modality, model, ema, encoder, log) -> None:
+    """The objective's picture (samples, or reconstructions) from the EMA weights, also to TensorBoard."""
     picture = run_dir / "previews" / f"step_{step:06d}.png"
-    modality.preview(x, labels, picture, cfg)
-    log.samples(step, x, labels, modality, cfg, picture)
+    x, labels = objective.preview(picture, step, modality, _sampling_model(model, ema), encoder)
+    log.samples(step, x, labels, modality, objective.cfg, picture)
 
 
 def _write_summary(run_dir, started, step, session_steps, session_time, device, world) -> None:

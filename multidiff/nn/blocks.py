@@ -34,24 +34,28 @@ def zero_init(module: nn.Module) -> nn.Module:
 
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, with the conditioning vector applied as scale and shift on the
-    second normalisation (AdaGN, "use_scale_shift_norm" in guided-diffusion)."""
+    second normalisation (AdaGN, "use_scale_shift_norm" in guided-diffusion). With ``emb_dim = 0``
+    the block takes no conditioning (an autoencoder's blocks)."""
 
     def __init__(self, dims: int, in_ch: int, out_ch: int, emb_dim: int, dropout: float = 0.0):
         super().__init__()
         self.norm1 = group_norm(in_ch)
         self.conv1 = conv_nd(dims, in_ch, out_ch, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, 2 * out_ch)
+        self.emb = nn.Linear(emb_dim, 2 * out_ch) if emb_dim > 0 else None
         self.norm2 = group_norm(out_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = zero_init(conv_nd(dims, out_ch, out_ch, 3, padding=1))
         self.skip = nn.Identity() if in_ch == out_ch else conv_nd(dims, in_ch, out_ch, 1)
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.emb(emb).unsqueeze(-1).chunk(2, dim=1)
-        if h.ndim == 4:
-            scale, shift = scale.unsqueeze(-1), shift.unsqueeze(-1)
-        h = torch.addcmul(shift, self.norm2(h), 1 + scale)
+        if self.emb is None:
+            h = self.norm2(h)
+        else:
+            scale, shift = self.emb(emb).unsqueeze(-1).chunk(2, dim=1)
+            if h.ndim == 4:
+                scale, shift = scale.unsqueeze(-1), shift.unsqueeze(-1)
+            h = torch.addcmul(shift, self.norm2(h), 1 + scale)
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 

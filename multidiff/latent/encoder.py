@@ -1,0 +1,55 @@
+"""The encoder of a latent-diffusion run: the modality's own encoder, then a trained autoencoder.
+
+encode(x) = mean of the autoencoder's posterior at base.encode(x), times ``scale``;
+decode(z) = base.decode(autoencoder.decode(z / scale)).
+``scale`` is 1 / (standard deviation of the latent means over the training set), so the diffusion
+model sees unit-variance data, as its schedules assume (Rombach et al. 2022, section 4.3.2 and
+their "scale_factor"). It is a buffer, like the base encoder's statistics and the autoencoder's
+weights, so a latent run's checkpoint carries everything its samples need.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from multidiff.engine.errors import UserError
+from multidiff.modality import Encoder
+
+
+class LatentEncoder(Encoder):
+    def __init__(self, base: Encoder, autoencoder: nn.Module, record: dict):
+        """``record``: where the autoencoder came from ({"path", "sha256", "step", "config"}, the
+        autoencoder run's resolved config), kept in the latent run's ``cfg["dataset"]``."""
+        super().__init__()
+        self.base, self.autoencoder, self.record = base, autoencoder, record
+        self.register_buffer("scale", torch.ones(()))
+        #: whether fit and training_data keep the encoded training set on disk (``[latent] cache``)
+        self.cache = False
+
+    def fit(self, dataset) -> None:
+        """Measure ``scale`` on the training set (the base encoder keeps the autoencoder run's statistics)."""
+        from .cache import encoded_training_set
+
+        expected = self.record["config"]["dataset"]["shape"]
+        if list(dataset[0]["x"].shape) != list(expected):
+            raise UserError(f"the autoencoder {self.record['path']} was trained on examples of shape {tuple(expected)}, "
+                            f"this recipe's data has shape {tuple(dataset[0]['x'].shape)}")
+        means, _ = encoded_training_set(self, dataset)
+        self.scale.fill_(1.0 / means.double().std().item())
+
+    @torch.no_grad()
+    def latent_means(self, x: torch.Tensor) -> torch.Tensor:
+        """The unscaled posterior means of a data-space batch."""
+        z, _ = self.base.encode(x, None)
+        return self.autoencoder.encode(z)[0]
+
+    def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+        if mask is not None:
+            raise UserError("latent diffusion of padded data (with masks) is not supported yet")
+        return self.latent_means(x) * self.scale, None
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.base.decode(self.autoencoder.decode(z / self.scale))
+
+    def describe(self) -> dict:
+        return {"autoencoder": self.record}
