@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import trimesh
 
-from modalities.points.normalize import IDENTITY, Transform, check_protocol, unit_sphere
+from .normalize import IDENTITY, Transform, check_protocol, unit_sphere
 
 MESH_SUFFIXES = (".off", ".obj", ".stl")
 SUFFIXES = MESH_SUFFIXES + (".ply", ".npy")
