@@ -19,6 +19,7 @@ from torch import nn
 from multidiff import modality as modality_registry
 from multidiff import schedules
 from multidiff.engine import checkpoint
+from multidiff.engine.conditions import class_labels
 from multidiff.engine.config import validate_sampler
 from multidiff.engine.data import derived_seed
 from multidiff.engine.errors import UserError
@@ -49,27 +50,6 @@ def load_run(run_or_ckpt: str | Path, device: torch.device | str = "cpu") -> Run
     encoder = modality.encoder(cfg)
     encoder.load_state_dict(parts["encoder"])
     return Run(cfg, step, modality, model.to(device).eval(), encoder.to(device).eval())
-
-
-def class_labels(n: int, cfg: dict, cond=None) -> torch.Tensor | None:
-    """Labels for ``n`` samples: all ``cond`` (a class name or index), else balanced over the
-    classes (i mod C); None for a model trained without classes."""
-    names = cfg["dataset"]["class_names"]
-    if not names:
-        if cond is not None:
-            raise UserError("this model was trained without classes; drop the condition")
-        return None
-    if cond is None:
-        return torch.arange(n) % len(names)
-    text = str(cond)
-    if text in names:
-        index = names.index(text)
-    elif text.lstrip("-").isdigit() and 0 <= int(text) < len(names):
-        index = int(text)
-    else:
-        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-        raise UserError(f"unknown class {text!r}; classes: {shown} (or an index 0..{len(names) - 1})")
-    return torch.full((n,), index, dtype=torch.long)
 
 
 @torch.no_grad()
