@@ -34,10 +34,17 @@ def identity(*parts) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_classifier(net: nn.Module, cache_dir: str | Path, name: str, key: str,
+def cached_classifier(build: Callable[[], nn.Module], cache_dir: str | Path, name: str, key: str,
                       train: Callable[[nn.Module], object]) -> nn.Module:
-    """``net`` (in eval mode) with the weights saved under (``name``, ``key``) in ``cache_dir``, or,
-    when there are none, trained by ``train(net)`` and saved there."""
+    """The network ``build()`` makes (in eval mode) with the weights saved under (``name``, ``key``)
+    in ``cache_dir``, or, when there are none, trained by ``train(net)`` and saved there.
+
+    ``build`` runs with torch's global generator seeded (and restored afterwards), so the initial
+    weights, like the rest of training, are fixed: one key, one classifier, whatever ran before.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = build()
     path = Path(cache_dir) / f"{name}-{key}.safetensors"
     if path.is_file():
         net.load_state_dict(load_file(str(path)))

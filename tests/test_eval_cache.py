@@ -28,10 +28,23 @@ def test_a_classifier_is_trained_once_then_loaded(tmp_path):
         with torch.no_grad():
             net.weight.copy_(torch.randn(net.weight.shape, generator=torch.Generator().manual_seed(len(calls))))
 
-    first = cached_classifier(nn.Linear(3, 2), tmp_path, "judge", "k1", fit)
-    again = cached_classifier(nn.Linear(3, 2), tmp_path, "judge", "k1", fit)
+    first = cached_classifier(lambda: nn.Linear(3, 2), tmp_path, "judge", "k1", fit)
+    again = cached_classifier(lambda: nn.Linear(3, 2), tmp_path, "judge", "k1", fit)
     assert len(calls) == 1 and not again.training
     torch.testing.assert_close(again.weight, first.weight)
-    other = cached_classifier(nn.Linear(3, 2), tmp_path, "judge", "k2", fit)
+    other = cached_classifier(lambda: nn.Linear(3, 2), tmp_path, "judge", "k2", fit)
     assert len(calls) == 2 and not np.allclose(other.weight.detach(), first.weight.detach())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["judge-k1.safetensors", "judge-k2.safetensors"]
+
+
+def test_the_initial_weights_do_not_depend_on_what_ran_before(tmp_path):
+    def keep(net):
+        pass  # no training: the saved weights are the initial ones
+
+    torch.manual_seed(1)
+    first = cached_classifier(lambda: nn.Linear(3, 2), tmp_path / "a", "judge", "k", keep)
+    torch.manual_seed(2)
+    state = torch.get_rng_state()
+    second = cached_classifier(lambda: nn.Linear(3, 2), tmp_path / "b", "judge", "k", keep)
+    torch.testing.assert_close(second.weight, first.weight)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's random stream is left as it was

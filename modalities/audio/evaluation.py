@@ -39,7 +39,7 @@ from . import data, pitch
 from .classifier import ClipClassifier
 from .encoders import build_encoder
 
-_CLASSIFIER_VERSION = "clipcnn-3-decoded-noise"
+_CLASSIFIER_VERSION = "clipcnn-3"
 GAIN_DB = 6.0                # augmentation: each training clip at a random level within +-6 dB,
 SHIFT_S = 0.03               # moved by up to +-30 ms (circularly: the tail of a clip is padding)
 NOISE_DBFS = (-70.0, -35.0)  # and over a white noise floor of random level (generated clips hiss)
@@ -78,8 +78,8 @@ def trained_classifier(cfg: dict, train: data.AudioClips, encoder, cache_dir: Pa
         fit_classifier(net, x, train.labels.repeat(2), steps=steps, batch_size=64, lr=2e-3, seed=0,
                        augment=lambda batch, gen: augment(batch, gen, train.sample_rate))
 
-    net = ClipClassifier(train.sample_rate, len(train.class_names))
-    return cached_classifier(net, cache_dir, "audio_classifier", key, fit)
+    return cached_classifier(lambda: ClipClassifier(train.sample_rate, len(train.class_names)), cache_dir,
+                             "audio_classifier", key, fit)
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ from multidiff.metrics import accuracy, fit_classifier, frechet_distance, predic
 from .data import dataset_identity, image_dataset
 from .inception import load_fid_inception
 
-CLASSIFIER_VERSION = 1  # bump when the architecture or its training changes, to invalidate caches
+CLASSIFIER_VERSION = 2  # bump when the architecture or its training changes, to invalidate caches
 CLASSIFIER_STEPS = 2000  # default of eval.classifier_steps
 INCEPTION_ENV = "MULTIDIFF_INCEPTION_WEIGHTS"
 
@@ -57,14 +57,14 @@ def trained_classifier(cfg: dict, cache_dir: Path) -> FeatureCNN:
     """The dataset's feature classifier, trained on its whole training split or loaded from the cache."""
     train = image_dataset(cfg, "train", full=True, with_labels=True)
     steps = cfg["eval"]["classifier_steps"]
-    net = FeatureCNN(train.images.shape[1], len(train.class_names))
 
     def fit(net):
         fit_classifier(net, train.images.float() / 127.5 - 1.0, train.labels, steps=steps, batch_size=64, lr=2e-3,
                        seed=0)
 
     key = identity(CLASSIFIER_VERSION, steps, dataset_identity(cfg))
-    return cached_classifier(net, cache_dir, "image_classifier", key, fit)
+    return cached_classifier(lambda: FeatureCNN(train.images.shape[1], len(train.class_names)), cache_dir,
+                             "image_classifier", key, fit)
 
 
 def inception_weights(cfg: dict) -> Path | None:
