@@ -1,5 +1,6 @@
-"""The Frechet distance by eigenvalues (multidiff.metrics) against scipy.linalg.sqrtm of the
-covariance product, the way pytorch-fid computes it, at FID's 2,048 features.
+"""tr((S_a S_b)^(1/2)) of the Frechet distance by eigenvalues (multidiff.metrics) against
+scipy.linalg.sqrtm of the covariance product, the way pytorch-fid computes it, at FID's 2,048
+features.
 
     python benchmarks/bench_frechet.py [--dims 2048] [--n 5000] [--repeats 5]
 

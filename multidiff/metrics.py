@@ -34,7 +34,10 @@ def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
     and R S_b R is symmetric PSD, so the trace of the root is the sum of the square roots of the
     eigenvalues of R S_b R, round-off negatives clipped at 0. Two symmetric eigendecompositions
     cost a fraction of the general matrix square root (scipy.linalg.sqrtm, a complex Schur form:
-    benchmarks/bench_frechet.py) and, unlike it, need no regularising of singular covariances.
+    3.7x at 2,048 features, benchmarks/bench_frechet.py) and need no regularising of singular
+    covariances. Forming R S_b R squares the tiny eigenvalues of dead feature units, so a set
+    against itself scores ~1e-7 of its covariance's trace rather than exactly 0 (an SVD of
+    S_b^(1/2) S_a^(1/2) would avoid that, at 2.2x the cost).
     """
     w, v = np.linalg.eigh(cov_a)
     root_a = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T

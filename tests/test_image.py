@@ -254,7 +254,7 @@ def test_real_test_images_score_the_ceiling_and_noise_far_below(tmp_path, shapes
     x = test.images.float() / 127.5 - 1
     with pytest.warns(UserWarning, match="FID unavailable"):
         real = modality.evaluate(x, test.labels, shapes_cfg, tmp_path)
-    assert real["frechet_cnn"] == pytest.approx(0.0, abs=1e-6)  # the test set against itself
+    assert real["frechet_cnn"] == pytest.approx(0.0, abs=1e-5)  # the test set against itself, to round-off
     assert real["accuracy_cnn"] == real["ceiling_accuracy_cnn"] > 0.4  # chance is 0.25
     assert "fid_inception" not in real
     cached = list(tmp_path.glob("image_classifier-*.safetensors"))
