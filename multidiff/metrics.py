@@ -6,19 +6,15 @@ embeddings, and report how often the classifier recognises the class each sample
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
-from scipy import linalg
 from torch import nn
 
 
 def frechet_distance(a, b) -> float:
-    """Frechet distance between Gaussians fitted to feature sets ``a`` and ``b`` (N, D).
+    """Frechet distance between Gaussians fitted to feature sets ``a`` and ``b`` (N, D), in float64:
 
-    ||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)), computed in float64; the matrix
-    square root's tiny imaginary parts (round-off) are dropped.
+        ||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2))
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -26,23 +22,36 @@ def frechet_distance(a, b) -> float:
         raise ValueError(f"feature sets must be (N, D) with the same D, got {a.shape} and {b.shape}")
     if len(a) < 2 or len(b) < 2:
         raise ValueError("the Frechet distance needs at least 2 examples in each set")
-    mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    with warnings.catch_warnings():
-        # Singular covariances (dead feature units) are expected; a non-finite root is handled below.
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(cov_a @ cov_b)
-        if not np.isfinite(covmean).all():  # near-singular product: regularise as pytorch-fid does
-            eps = 1e-6 * np.eye(len(cov_a))
-            covmean = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
-    covmean = np.real(covmean)
-    diff = mu_a - mu_b
-    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean))
+    diff = a.mean(0) - b.mean(0)
+    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt_product(cov_a, cov_b))
+
+
+def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
+    """tr((S_a S_b)^(1/2)) of two symmetric positive semi-definite matrices, by eigenvalues.
+
+    S_a S_b = R (R S_b) and R S_b R (R = S_a^(1/2)) share their eigenvalues (XY and YX always do),
+    and R S_b R is symmetric PSD, so the trace of the root is the sum of the square roots of the
+    eigenvalues of R S_b R, round-off negatives clipped at 0. Two symmetric eigendecompositions
+    cost a fraction of the general matrix square root (scipy.linalg.sqrtm, a complex Schur form:
+    3.7x at 2,048 features, benchmarks/bench_frechet.py) and need no regularising of singular
+    covariances. Forming R S_b R squares the tiny eigenvalues of dead feature units, so a set
+    against itself scores ~1e-7 of its covariance's trace rather than exactly 0 (an SVD of
+    S_b^(1/2) S_a^(1/2) would avoid that, at 2.2x the cost).
+    """
+    w, v = np.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    product = root_a @ cov_b @ root_a
+    eigenvalues = np.linalg.eigvalsh((product + product.T) / 2)
+    return float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
 
 
 def fit_classifier(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 500, batch_size: int = 64,
-                   lr: float = 2e-3, seed: int = 0) -> nn.Module:
-    """Train ``net`` (x -> logits) with Adam and cross-entropy on tensors ``x``, ``y``; returns it in eval mode."""
+                   lr: float = 2e-3, seed: int = 0, augment=None) -> nn.Module:
+    """Train ``net`` (x -> logits) with Adam and cross-entropy on tensors ``x``, ``y``; returns it in eval mode.
+
+    ``augment(batch, generator)``, when given, alters each batch before the step (drawing from the
+    seeded generator, so training stays a function of ``seed``)."""
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"need as many labels as examples (and at least one), got {len(x)} and {len(y)}")
     gen = torch.Generator().manual_seed(seed)
@@ -51,7 +60,8 @@ def fit_classifier(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: i
     net.train()
     for _ in range(steps):
         idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)
-        loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+        batch = x[idx] if augment is None else augment(x[idx], gen)
+        loss = nn.functional.cross_entropy(net(batch), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -11,7 +11,10 @@ Dataset items are dicts:
 A dataset also has ``class_names``: a list of strings ([] for an unconditional dataset).
 
 ``cfg`` everywhere is the whole resolved recipe (a nested dict); a modality reads its own
-sections (``cfg["data"]``, ``cfg["encoder"]``, ``cfg["model"]``, ``cfg["eval"]``).
+sections (``cfg["data"]``, ``cfg["encoder"]``, ``cfg["model"]``, ``cfg["eval"]``). It declares
+every key of them, with its default, in ``Modality.sections``; the engine merges those defaults in
+before the recipe, so a recipe, a preset or ``--set`` may set any declared key and no other, and a
+resolved config always holds them all.
 """
 from __future__ import annotations
 
@@ -50,10 +53,17 @@ class Modality:
     """A data type. Subclasses override what they need; ``name`` is the registry key."""
 
     name: str = ""
-    #: The key users write in ``--cond KEY=VALUE`` (e.g. "digit", "class", "category").
+    #: The default of ``[data] cond_key``: the key users write in ``--cond KEY=VALUE`` (e.g. "digit",
+    #: "class", "category"). A recipe names its own (the tones recipe: "tone").
     cond_key: str = "class"
     #: The axis of an example's shape that holds its channels or features (points: the coordinates).
     feature_axis: int = 0
+    #: Section name ("data", "encoder", "model", "eval") -> {key: default}: every key the modality
+    #: reads, with a default of the type it expects. A section left out holds whatever the recipe
+    #: writes, unchecked (for modalities written before sections were declared).
+    sections: dict[str, dict[str, Any]] = {}
+    #: The ``[model]`` section of a ``kind = "autoencoder"`` recipe: the keys ``autoencoder`` reads.
+    autoencoder_model: dict[str, Any] = {}
 
     def dataset(self, cfg: dict, split: str):
         """A map-style dataset for ``split`` ("train" or "test"); see the module docstring."""

@@ -8,6 +8,7 @@ import torch
 
 from modalities.audio import AudioModality, data
 from modalities.audio.encoders import MelEncoder, WaveformEncoder, build_encoder
+from multidiff.engine.config import with_defaults
 
 FSDD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd" / "recordings"
 
@@ -97,8 +98,8 @@ def test_waveform_encoder_is_a_fitted_gain_and_decodes_exactly():
 
 @pytest.mark.parametrize("representation", ["mel", "waveform"])
 def test_encoder_statistics_survive_a_state_dict_round_trip(representation):
-    cfg = {"data": {"sample_rate": 8000, "length": 4096},
-           "encoder": {"representation": representation, "n_mels": 48}}
+    cfg = with_defaults({"modality": "audio", "data": {"sample_rate": 8000, "length": 4096},
+                         "encoder": {"representation": representation, "n_mels": 48}})
     clips = synthetic()
     fitted = build_encoder(cfg)
     fitted.fit(clips)
@@ -106,7 +107,7 @@ def test_encoder_statistics_survive_a_state_dict_round_trip(representation):
     fresh.load_state_dict(fitted.state_dict())
     torch.testing.assert_close(fresh.encode(clips.x[:2])[0], fitted.encode(clips.x[:2])[0])
     with pytest.raises(ValueError, match="spectrogram"):
-        build_encoder({**cfg, "encoder": {"representation": "spectrogram"}})
+        build_encoder({**cfg, "encoder": {**cfg["encoder"], "representation": "spectrogram"}})
 
 
 @pytest.mark.parametrize("shape, channel_mult", [

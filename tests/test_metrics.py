@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from scipy import linalg
 from torch import nn
 
-from multidiff.metrics import accuracy, fit_classifier, frechet_distance, predict
+from multidiff.metrics import accuracy, fit_classifier, frechet_distance, predict, trace_sqrt_product
 
 
 def test_frechet_distance_closed_form_for_gaussians():
@@ -15,6 +16,30 @@ def test_frechet_distance_closed_form_for_gaussians():
     expected = d * 0.5**2 + d * (1.0 - 2.0) ** 2
     assert frechet_distance(a, b) == pytest.approx(expected, rel=0.02)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def reference_frechet(a, b):
+    """pytorch-fid's way: the general matrix square root of the covariance product (scipy.linalg.sqrtm)."""
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    diff = a.mean(0) - b.mean(0)
+    return diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(np.real(linalg.sqrtm(cov_a @ cov_b)))
+
+
+@pytest.mark.parametrize("n, d", [(400, 16), (300, 64), (40, 64)])  # the last: singular covariances
+def test_frechet_distance_by_eigenvalues_matches_scipy_sqrtm(n, d):
+    rng = np.random.default_rng(d + n)
+    mixing = rng.normal(size=(d, d))
+    a = rng.normal(size=(n, d)) @ mixing
+    b = rng.normal(0.3, 1.5, size=(n + 7, d)) @ (mixing + 0.3 * rng.normal(size=(d, d)))
+    assert frechet_distance(a, b) == pytest.approx(reference_frechet(a, b), rel=1e-7)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    assert trace_sqrt_product(cov_a, cov_b) == pytest.approx(trace_sqrt_product(cov_b, cov_a), rel=1e-7)
+
+
+def test_trace_sqrt_product_of_commuting_matrices():
+    # Diagonal S_a, S_b commute: tr((S_a S_b)^(1/2)) = sum sqrt(a_i b_i), zero where either is zero.
+    a, b = np.array([4.0, 9.0, 0.0, 2.0]), np.array([1.0, 4.0, 5.0, 8.0])
+    assert trace_sqrt_product(np.diag(a), np.diag(b)) == pytest.approx(2 + 6 + 0 + 4)
 
 
 def test_frechet_distance_rejects_mismatched_features():

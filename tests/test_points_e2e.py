@@ -13,9 +13,9 @@ from modalities.points import PointsModality
 from modalities.points.modality import _draw
 from modalities.points.synthetic import PRIMITIVES
 from multidiff.engine import generate, trainer
-from multidiff.engine.config import load_recipe
+from multidiff.engine.config import RECIPES_DIR as RECIPES
+from multidiff.engine.config import load_recipe, with_defaults
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = ["train.steps=12", "train.batch_size=8", "train.log_every=4", "train.ckpt_every=12", "data.n_points=48",
         "data.train_per_class=4", "data.test_per_class=4", "model.width=16", "model.depth=1", "model.heads=2",
         "sample.steps=3", "sample.n=4", "eval.n=10"]
@@ -41,7 +41,7 @@ def test_train_sample_write_and_evaluate_primitives(tmp_path, monkeypatch):
 
     scores = generate.evaluate(run, device="cpu")
     for d in ("cd", "emd"):
-        for prefix in ("", "ref_"):
+        for prefix in ("", "ceiling_"):
             assert scores[f"{prefix}mmd_{d}"] > 0
             assert 0 < scores[f"{prefix}cov_{d}"] <= 1 and 0 <= scores[f"{prefix}1nna_{d}"] <= 1
     assert len(list((tmp_path / "cache" / "points" / "reference").iterdir())) == 1
@@ -49,8 +49,9 @@ def test_train_sample_write_and_evaluate_primitives(tmp_path, monkeypatch):
 
 @pytest.fixture
 def primitives_cfg():
-    return {"data": {"path": "", "n_points": 32, "train_per_class": 6, "test_per_class": 6, "seed": 1},
-            "eval": {"seed": 0, "emd": True}}
+    return with_defaults({"modality": "points",
+                          "data": {"path": "", "n_points": 32, "train_per_class": 6, "test_per_class": 6, "seed": 1},
+                          "eval": {"seed": 0, "emd": True}})
 
 
 def test_training_clouds_score_exactly_the_reference_and_noise_scores_far_worse(tmp_path, primitives_cfg):
@@ -61,7 +62,7 @@ def test_training_clouds_score_exactly_the_reference_and_noise_scores_far_worse(
     same_as_reference = train.clouds[_draw(train, counts, 0, "train")]
     real = points.evaluate(same_as_reference, labels.sort().values, primitives_cfg, tmp_path)
     for key in ("mmd_cd", "cov_cd", "1nna_cd", "mmd_emd", "cov_emd", "1nna_emd"):
-        assert real[key] == pytest.approx(real[f"ref_{key}"])
+        assert real[key] == pytest.approx(real[f"ceiling_{key}"])
     noise = 3.0 * torch.randn(10, 32, 3, generator=torch.Generator().manual_seed(0))
     judged = points.evaluate(noise, labels, primitives_cfg, tmp_path)
     assert judged["1nna_cd"] == 1.0 and judged["mmd_emd"] > 2 * real["mmd_emd"]

@@ -68,7 +68,7 @@ class AudioClips(torch.utils.data.Dataset):
 
 
 def data_path(data: dict) -> Path:
-    if "path" not in data:
+    if not data.get("path"):
         raise KeyError("recipe [data] needs 'path' (the audio folder) or source = \"synthetic\"")
     return Path(data["path"]).expanduser().resolve()
 
@@ -94,7 +94,7 @@ def load(cfg: dict, split: str) -> AudioClips:
 def _prepare(wave: torch.Tensor, data: dict) -> tuple[torch.Tensor, int]:
     """A mono clip at the dataset rate -> (fixed-length clip, real sample count)."""
     rate = int(data["sample_rate"])
-    if data.get("trim_db") is not None:
+    if data.get("trim_db"):
         wave = preprocess.trim_silence(wave, float(data["trim_db"]), rate // 100)
     wave, real = preprocess.fit_length(wave, int(data["length"]))
     wave = preprocess.normalise_loudness(wave, real, data.get("loudness", "none"), float(data.get("target_db", -20.0)))
@@ -125,7 +125,7 @@ def _field(src: ClipSource, key: str) -> str:
 
 
 def _split_of(src: ClipSource, data: dict) -> str:
-    if "split_by" not in data or "test_range" not in data:
+    if not data.get("split_by") or not data.get("test_range"):
         raise KeyError("recipe [data] needs 'split_by' (a field) and 'test_range' ([lo, hi]) to split the clips")
     value = _field(src, data["split_by"])
     try:
@@ -148,7 +148,7 @@ def _load_folder(data: dict, split: str) -> AudioClips:
     csv_path = root / data["labels_csv"] if data.get("labels_csv") else None
     sources = list_sources(root, data.get("name_pattern"), csv_path)
     conditional = data.get("conditional", True)
-    if conditional and "label_key" not in data:
+    if conditional and not data.get("label_key"):
         raise KeyError("recipe [data] needs 'label_key' (the field holding the class) when conditional = true")
     skip = bool(data.get("skip_bad_files", False))
     skipped: list[str] = []

@@ -109,12 +109,13 @@ class MelEncoder(Encoder):
 
 def build_encoder(cfg: dict) -> Encoder:
     """The encoder named by ``cfg["encoder"]["representation"]`` ("waveform" or "mel"). The other
-    ``[encoder]`` keys are the mel settings; the waveform ignores them, so a recipe can switch
-    representation with one ``--set encoder.representation=...``."""
-    settings = dict(cfg.get("encoder", {}))
-    representation = settings.pop("representation", "mel")
+    ``[encoder]`` keys are the mel settings (``f_max = 0`` for the Nyquist frequency); the waveform
+    ignores them, so a recipe can switch representation with one ``--set encoder.representation=...``."""
+    settings = dict(cfg["encoder"])
+    representation = settings.pop("representation")
     if representation == "waveform":
         return WaveformEncoder()
     if representation == "mel":
+        settings["f_max"] = settings["f_max"] or None
         return MelEncoder(int(cfg["data"]["sample_rate"]), int(cfg["data"]["length"]), **settings)
     raise ValueError(f"unknown [encoder] representation {representation!r}; expected 'waveform' or 'mel'")

@@ -19,6 +19,20 @@ _TUPLE_KEYS = ("channel_mult", "attn_levels")
 class AudioModality(Modality):
     name = "audio"
     cond_key = "digit"
+    sections = {
+        # what each [data] key means: modalities/audio/data.py; "" / [] / 0.0 = not used
+        "data": {"source": "folder", "path": "", "name_pattern": "", "labels_csv": "", "label_key": "",
+                 "split_by": "", "test_range": [], "num_train": 512, "num_test": 128, "seed": 0,
+                 "sample_rate": 8000, "length": 4096, "trim_db": 0.0, "loudness": "none", "target_db": -20.0,
+                 "skip_bad_files": False, "conditional": True, "mask_padding": True},
+        # representation "mel" | "waveform"; the rest are MelEncoder's settings (f_max 0.0 = Nyquist)
+        "encoder": {"representation": "mel", "n_fft": 256, "hop_length": 64, "n_mels": 48, "f_min": 0.0,
+                    "f_max": 0.0, "griffin_lim_iters": 64, "floor": 1e-4},
+        # keyword arguments of multidiff.nn.unet.UNet, with its defaults
+        "model": {"channels": 64, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "attn_levels": [],
+                  "num_heads": 4, "dropout": 0.0},
+        "eval": {"classifier_steps": 600},
+    }
 
     def dataset(self, cfg: dict, split: str) -> data.AudioClips:
         return data.load(cfg, split)
@@ -31,10 +45,10 @@ class AudioModality(Modality):
         ``[model]`` holds UNet's keyword arguments (channels, channel_mult, num_res_blocks, ...)."""
         if len(shape) != 2:
             raise ValueError(f"audio examples are (channels, time), got shape {tuple(shape)}")
-        settings = {k: tuple(v) if k in _TUPLE_KEYS else v for k, v in cfg.get("model", {}).items()}
+        settings = {k: tuple(v) if k in _TUPLE_KEYS else v for k, v in cfg["model"].items()}
         net = UNet(dims=1, in_channels=shape[0], num_classes=num_classes, **settings)
         if shape[1] % net.downsample_factor:
-            raise ValueError(f"the UNet halves time {len(settings.get('channel_mult', (1, 2, 2))) - 1} times, so "
+            raise ValueError(f"the UNet halves time {len(settings['channel_mult']) - 1} times, so "
                              f"the encoded length {shape[1]} must be a multiple of {net.downsample_factor}; "
                              f"change [data] length")
         return net

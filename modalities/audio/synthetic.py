@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 CLASS_NAMES = ["low_tone", "high_tone", "rising_chirp", "falling_chirp"]
+LOW_HZ = (250.0, 450.0)      # the range of the low pitches (a low tone; where a chirp starts or ends)
+HIGH_HZ = (1000.0, 1600.0)   # the range of the high pitches
 _SPLIT_STREAM = {"train": 0, "test": 1}
 
 
@@ -24,7 +26,7 @@ def _chirp(f_start: float, f_end: float, n: int, rate: int, phase0: float) -> np
 def synthetic_clips(n: int, sample_rate: int, seed: int, split: str) -> tuple[list[torch.Tensor], list[int]]:
     """``n`` mono clips (variable length, float32) and their class indices, balanced over the
     classes. The two splits draw from independent streams of the same seed."""
-    if sample_rate < 2 * 1600 + 400:
+    if sample_rate < 2 * HIGH_HZ[1] + 400:
         raise ValueError(f"synthetic tones reach 1600 Hz; sample_rate {sample_rate} is too low (use >= 4000)")
     rng = np.random.default_rng([seed, _SPLIT_STREAM[split]])
     fade = int(0.01 * sample_rate)
@@ -33,7 +35,7 @@ def synthetic_clips(n: int, sample_rate: int, seed: int, split: str) -> tuple[li
     for i in range(n):
         label = i % len(CLASS_NAMES)
         length = int(rng.uniform(0.15, 0.45) * sample_rate)
-        low, high = rng.uniform(250, 450), rng.uniform(1000, 1600)
+        low, high = rng.uniform(*LOW_HZ), rng.uniform(*HIGH_HZ)
         f_start, f_end = [(low, low), (high, high), (low, high), (high, low)][label]
         wave = _chirp(f_start, f_end, length, sample_rate, rng.uniform(0, 2 * np.pi)) * rng.uniform(0.3, 0.9)
         wave[:fade] *= ramp

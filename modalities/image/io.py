@@ -50,7 +50,7 @@ def save_grid(x: torch.Tensor, path: Path) -> Path:
 
 
 def write_samples(x: torch.Tensor, labels: torch.Tensor | None, class_names: list[str], out_dir: Path) -> list[Path]:
-    """``out_dir/NNNN_<class>.png`` (one per sample, native size) and ``out_dir/grid_NNNN-MMMM.png``.
+    """``out_dir/NNNN_<class>.png``, one per sample at native size (``save_grid`` draws the preview).
 
     Numbering continues after the highest ``NNNN_`` already in ``out_dir``, so nothing is overwritten.
     """
@@ -64,4 +64,4 @@ def write_samples(x: torch.Tensor, labels: torch.Tensor | None, class_names: lis
         path = out_dir / f"{start + i:04d}_{class_names[c] if 0 <= c < len(class_names) else 'sample'}.png"
         _pil(image).save(path)
         paths.append(path)
-    return [*paths, save_grid(x, out_dir / f"grid_{start:04d}-{start + len(pixels) - 1:04d}.png")]
+    return paths

@@ -2,9 +2,10 @@
 and, where the user has the weights, the standard FID.
 
 The CNN (two conv stages and a 128-wide embedding) is trained once per dataset on its whole
-training split and cached. Each figure comes with its ceiling measured on real images: the
-Frechet distance of as many real training images as there are samples (a perfect generator's
-score at that sample size, small-sample bias included) and the classifier's test-split accuracy.
+training split and cached (``multidiff.eval_cache``). Each figure comes with its ceiling measured
+on real images, ``ceiling_<figure>``: the Frechet distance of as many real training images as there
+are samples (a perfect generator's score at that sample size, small-sample bias included) and the
+classifier's test-split accuracy.
 """
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from multidiff.eval_cache import cached_classifier, identity
 from multidiff.metrics import accuracy, fit_classifier, frechet_distance, predict
 
 from .data import dataset_identity, image_dataset
 from .inception import load_fid_inception
 
-CLASSIFIER_VERSION = 1  # bump when the architecture or its training changes, to invalidate caches
+CLASSIFIER_VERSION = 2  # bump when the architecture or its training changes, to invalidate caches
 CLASSIFIER_STEPS = 2000  # default of eval.classifier_steps
 INCEPTION_ENV = "MULTIDIFF_INCEPTION_WEIGHTS"
 
@@ -55,24 +56,20 @@ def embed(net: FeatureCNN, x: torch.Tensor, batch_size: int = 500) -> np.ndarray
 def trained_classifier(cfg: dict, cache_dir: Path) -> FeatureCNN:
     """The dataset's feature classifier, trained on its whole training split or loaded from the cache."""
     train = image_dataset(cfg, "train", full=True, with_labels=True)
-    net = FeatureCNN(train.images.shape[1], len(train.class_names))
-    steps = cfg.get("eval", {}).get("classifier_steps", CLASSIFIER_STEPS)
-    path = Path(cache_dir) / f"classifier-v{CLASSIFIER_VERSION}-{steps}-{dataset_identity(cfg)}.safetensors"
-    if path.is_file():
-        net.load_state_dict(load_file(path))
-        return net.eval()
-    x = train.images.float() / 127.5 - 1.0
-    fit_classifier(net, x, train.labels, steps=steps, batch_size=64, lr=2e-3, seed=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    save_file(net.state_dict(), partial)
-    partial.replace(path)  # a run killed mid-write leaves no truncated cache behind
-    return net.eval()
+    steps = cfg["eval"]["classifier_steps"]
+
+    def fit(net):
+        fit_classifier(net, train.images.float() / 127.5 - 1.0, train.labels, steps=steps, batch_size=64, lr=2e-3,
+                       seed=0)
+
+    key = identity(CLASSIFIER_VERSION, steps, dataset_identity(cfg))
+    return cached_classifier(lambda: FeatureCNN(train.images.shape[1], len(train.class_names)), cache_dir,
+                             "image_classifier", key, fit)
 
 
 def inception_weights(cfg: dict) -> Path | None:
     """``eval.inception_weights`` or the MULTIDIFF_INCEPTION_WEIGHTS variable, if either names a file."""
-    given = cfg.get("eval", {}).get("inception_weights") or os.environ.get(INCEPTION_ENV)
+    given = cfg["eval"]["inception_weights"] or os.environ.get(INCEPTION_ENV)
     if not given:
         return None
     if not Path(given).is_file():
@@ -95,8 +92,8 @@ def inception_features(net, x: torch.Tensor, batch_size: int = 100) -> np.ndarra
 
 
 def evaluate_images(x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cache_dir: Path) -> dict[str, float]:
-    """frechet_cnn / accuracy_cnn for the samples, *_real for real images (the ceiling); fid_inception
-    (samples vs test split) and fid_inception_real (real training images vs test split) with weights."""
+    """frechet_cnn / accuracy_cnn for the samples, ceiling_* for real images; fid_inception (samples vs
+    test split) and ceiling_fid_inception (real training images vs test split) with Inception weights."""
     weights = inception_weights(cfg)  # a wrong path fails before any work
     x = x.detach().float().cpu().clamp(-1, 1)
     test = image_dataset(cfg, "test", full=True, with_labels=True)
@@ -112,10 +109,10 @@ def evaluate_images(x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cac
     net = trained_classifier(cfg, cache_dir)
     test_features = embed(net, test_x)
     result = {"frechet_cnn": frechet_distance(embed(net, x), test_features),
-              "frechet_cnn_real": frechet_distance(embed(net, real_x), test_features)}
+              "ceiling_frechet_cnn": frechet_distance(embed(net, real_x), test_features)}
     if labels is not None:
         result["accuracy_cnn"] = accuracy(predict(net, x), labels.cpu())
-    result["accuracy_cnn_real"] = accuracy(predict(net, test_x), test.labels)
+    result["ceiling_accuracy_cnn"] = accuracy(predict(net, test_x), test.labels)
 
     if weights is None:
         warnings.warn(f"FID unavailable: no Inception weights (set eval.inception_weights or {INCEPTION_ENV} to a "
@@ -124,5 +121,5 @@ def evaluate_images(x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cac
     inception = load_fid_inception(weights)
     test_inception = inception_features(inception, test_x)
     result["fid_inception"] = frechet_distance(inception_features(inception, x), test_inception)
-    result["fid_inception_real"] = frechet_distance(inception_features(inception, real_x), test_inception)
+    result["ceiling_fid_inception"] = frechet_distance(inception_features(inception, real_x), test_inception)
     return result

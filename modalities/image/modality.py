@@ -9,11 +9,11 @@ from torch import nn
 from multidiff.modality import Modality
 from multidiff.nn.unet import UNet
 
-from .autoencoder import image_autoencoder
-from .data import image_dataset
+from .autoencoder import AUTOENCODER_DEFAULTS, image_autoencoder
+from .data import DATA_DEFAULTS, image_dataset
 from .edit import image_mask, read_image
 from .io import save_grid, write_samples
-from .metrics import evaluate_images
+from .metrics import CLASSIFIER_STEPS, evaluate_images
 
 MODEL_DEFAULTS = {"channels": 64, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "attn_levels": [],
                   "num_heads": 4, "dropout": 0.0}
@@ -22,6 +22,14 @@ MODEL_DEFAULTS = {"channels": 64, "channel_mult": [1, 2, 2], "num_res_blocks": 2
 class ImageModality(Modality):
     name = "image"
     cond_key = "class"
+    sections = {
+        "data": DATA_DEFAULTS,       # what each key means: modalities/image/data.py
+        "encoder": {},               # pixels in [-1, 1] need no settings
+        "model": MODEL_DEFAULTS,     # keyword arguments of multidiff.nn.unet.UNet (dims = 2)
+        # classifier_steps: Adam steps of the eval CNN; inception_weights: a local FID Inception file
+        "eval": {"classifier_steps": CLASSIFIER_STEPS, "inception_weights": ""},
+    }
+    autoencoder_model = AUTOENCODER_DEFAULTS   # keyword arguments of multidiff.nn.autoencoder.ConvAutoencoder
 
     def dataset(self, cfg: dict, split: str):
         return image_dataset(cfg, split)
@@ -33,10 +41,7 @@ class ImageModality(Modality):
         """A 2D UNet sized by ``[model]`` (keys as in ``MODEL_DEFAULTS``)."""
         if len(shape) != 3:
             raise ValueError(f"the image modality works on (C, H, W) images, got examples of shape {tuple(shape)}")
-        m = {**MODEL_DEFAULTS, **cfg.get("model", {})}
-        unknown = set(m) - set(MODEL_DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown [model] key(s) {sorted(unknown)}; known: {', '.join(MODEL_DEFAULTS)}")
+        m = cfg["model"]
         factor = 2 ** (len(m["channel_mult"]) - 1)
         if shape[1] % factor or shape[2] % factor:
             raise ValueError(f"images of {shape[1]}x{shape[2]} pixels do not halve {len(m['channel_mult']) - 1} times "
@@ -46,7 +51,7 @@ class ImageModality(Modality):
                     num_classes=num_classes, dropout=m["dropout"])
 
     def write(self, x: torch.Tensor, labels, out_dir: Path, cfg: dict) -> list[Path]:
-        """One PNG per sample (``0000_<class>.png``...) and a grid of them all (``grid_0000-0015.png``)."""
+        """One PNG per sample (``0000_<class>.png``...); the grid of them is the preview."""
         return write_samples(x, labels, _class_names(cfg), Path(out_dir))
 
     def preview(self, x: torch.Tensor, labels, path: Path, cfg: dict) -> Path:

@@ -1,4 +1,4 @@
 """3-D point clouds: meshes or point files -> normalised (N, 3) clouds -> a point transformer."""
-from modalities.points.modality import PointsEncoder, PointsModality
+from .modality import PointsEncoder, PointsModality
 
 __all__ = ["PointsModality", "PointsEncoder"]

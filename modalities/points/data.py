@@ -26,11 +26,12 @@ import numpy as np
 import torch
 import trimesh
 
-from modalities.bad_files import report_count, report_skip
-from modalities.points.normalize import (IDENTITY, Transform, check_cloud, check_protocol, format_point,
-                                           outlier_clouds, unit_sphere)
-from modalities.points.off import check_off_counts
 from multidiff.cache import cache_dir
+
+from ..bad_files import report_count, report_skip
+from .normalize import (IDENTITY, Transform, check_cloud, check_protocol, format_point, outlier_clouds,
+                        unit_sphere)
+from .off import check_off_counts
 
 MESH_SUFFIXES = (".off", ".obj", ".stl")
 SUFFIXES = MESH_SUFFIXES + (".ply", ".npy")

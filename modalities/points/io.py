@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from modalities.points.normalize import Transform
+from .normalize import Transform
 
 
 def _as_array(points) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The points modality: 3-D point clouds from meshes or point files, a point transformer, PLY/NPY
 output, scatter previews, and MMD / COV / 1-NNA with Chamfer and earth mover's distances.
 
-Recipe keys it reads:
+Recipe keys it reads (``PointsModality.sections`` holds their defaults):
     [data]   path ("" = the synthetic primitives), n_points, normalize (unit_sphere | global | none),
              conditional, categories ([] = all), train_per_class / test_per_class (synthetic: how many
              shapes; a folder: at most that many files per category, 0 = all), skip_bad_files, seed
@@ -10,7 +10,6 @@ Recipe keys it reads:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -18,14 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modalities.points import io
-from modalities.points.data import PointCloudSet, cache_root, load_folder
-from modalities.points.edit import points_mask, read_cloud
-from modalities.points.metrics import set_metrics
-from modalities.points.normalize import check_protocol, global_standardisation
-from modalities.points.synthetic import primitives
-from modalities.points.transformer import PointTransformer
+from multidiff.eval_cache import identity
 from multidiff.modality import Encoder, Modality
+
+from . import io
+from .data import PointCloudSet, cache_root, load_folder
+from .metrics import set_metrics
+from .normalize import check_protocol, global_standardisation
+from .synthetic import primitives
+from .transformer import PointTransformer
 
 
 class PointsEncoder(Encoder):
@@ -52,12 +52,6 @@ class PointsEncoder(Encoder):
         return z * self.scale + self.centre
 
 
-def _require(section: dict, key: str, where: str):
-    if key not in section:
-        raise KeyError(f"the recipe's [{where}] section needs {key!r}")
-    return section[key]
-
-
 def _class_names(cfg: dict) -> list[str]:
     return list(cfg.get("dataset", {}).get("class_names", []))
 
@@ -66,27 +60,32 @@ class PointsModality(Modality):
     name = "points"
     cond_key = "category"
     feature_axis = 1
+    sections = {
+        "data": {"path": "", "n_points": 1024, "normalize": "unit_sphere", "conditional": True, "categories": [],
+                 "train_per_class": 0, "test_per_class": 0, "skip_bad_files": False, "seed": 0},
+        "encoder": {},               # its one setting is data.normalize
+        "model": {"width": 128, "depth": 4, "heads": 4},
+        "eval": {"seed": 0, "emd": True},
+    }
 
     def dataset(self, cfg: dict, split: str) -> PointCloudSet:
         d = cfg["data"]
-        common = dict(n_points=_require(d, "n_points", "data"), seed=d.get("seed", 0),
-                      categories=d.get("categories", []), conditional=d.get("conditional", True),
-                      normalize=d.get("normalize", "unit_sphere"))
-        per_class = d.get(f"{split}_per_class", 0)
-        if not d.get("path"):
+        common = dict(n_points=d["n_points"], seed=d["seed"], categories=d["categories"],
+                      conditional=d["conditional"], normalize=d["normalize"])
+        per_class = d[f"{split}_per_class"]
+        if not d["path"]:
             return primitives(split, per_class=per_class, **common)
-        return load_folder(Path(d["path"]), split, skip_bad_files=d.get("skip_bad_files", False),
+        return load_folder(Path(d["path"]), split, skip_bad_files=d["skip_bad_files"],
                            max_per_class=per_class, cache=cache_root() / "meshes", **common)
 
     def encoder(self, cfg: dict) -> Encoder:
-        return PointsEncoder(cfg["data"].get("normalize", "unit_sphere"))
+        return PointsEncoder(cfg["data"]["normalize"])
 
     def backbone(self, cfg: dict, shape, num_classes: int) -> torch.nn.Module:
         if len(shape) != 2 or shape[1] < 3:
             raise ValueError(f"the points modality works on clouds of shape (N, 3), got examples of shape {tuple(shape)}")
         m = cfg["model"]
-        return PointTransformer(num_classes, width=m.get("width", 128), depth=m.get("depth", 4),
-                                heads=m.get("heads", 4), in_features=shape[1])
+        return PointTransformer(num_classes, width=m["width"], depth=m["depth"], heads=m["heads"], in_features=shape[1])
 
     def write(self, x, labels, out_dir: Path, cfg: dict) -> list[Path]:
         return io.write_clouds(x, labels, out_dir, _class_names(cfg))
@@ -102,10 +101,9 @@ class PointsModality(Modality):
 
     def evaluate(self, x, labels, cfg: dict, cache_dir: Path) -> dict[str, float]:
         """MMD/COV/1-NNA (CD and EMD) of the samples against as many held-out test clouds, drawn
-        with the samples' class counts; ``ref_*``: the same for as many training clouds against the
-        same test clouds (cached in ``cache_dir``), the figure a perfect model would reach."""
-        e = cfg.get("eval", {})
-        seed, emd = e.get("seed", 0), e.get("emd", True)
+        with the samples' class counts; ``ceiling_*``: the same for as many training clouds against
+        the same test clouds (cached in ``cache_dir``), the figure a perfect model would reach."""
+        seed, emd = cfg["eval"]["seed"], cfg["eval"]["emd"]
         test, train = self.dataset(cfg, "test"), self.dataset(cfg, "train")
         counts = _class_counts(x, labels)
         reference = test.clouds[_draw(test, counts, seed, "test")]
@@ -114,15 +112,14 @@ class PointsModality(Modality):
         started = time.perf_counter()
         result = set_metrics(x.detach().float().cpu(), reference, emd=emd)
         result["eval_seconds"] = time.perf_counter() - started
-        key = hashlib.sha1(json.dumps([cfg["data"], sorted(counts.items()), seed, emd]).encode()).hexdigest()[:16]
-        cached = Path(cache_dir) / "reference" / f"{key}.json"
+        cached = Path(cache_dir) / "reference" / f"{identity(cfg['data'], sorted(counts.items()), seed, emd)}.json"
         if cached.is_file():
             baseline = json.loads(cached.read_text())
         else:
             baseline = set_metrics(train.clouds[_draw(train, counts, seed, "train")], reference, emd=emd)
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_text(json.dumps(baseline, indent=2) + "\n")
-        return {**result, **{f"ref_{k}": v for k, v in baseline.items()}}
+        return {**result, **{f"ceiling_{k}": v for k, v in baseline.items()}}
 
 
 def _class_counts(x, labels) -> dict[int, int]:

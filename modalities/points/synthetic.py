@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from modalities.points.data import SPLITS, PointCloudSet
+from .data import SPLITS, PointCloudSet
 
 PRIMITIVES = ("sphere", "box", "torus", "cylinder", "cone")
 

@@ -1,4 +1,4 @@
 """Toy modality: 2-D points from a Gaussian mixture, for testing the engine without real data."""
-from modalities.toy2d.modality import Toy2DModality
+from .modality import Toy2DModality
 
 __all__ = ["Toy2DModality"]

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modalities.toy2d.data import load_split
-from modalities.toy2d.mlp import PointMLP
 from multidiff.metrics import frechet_distance
 from multidiff.modality import Encoder, Modality
+
+from .data import load_split
+from .mlp import PointMLP
 
 
 class StandardiseEncoder(Encoder):
@@ -36,6 +37,15 @@ class StandardiseEncoder(Encoder):
 class Toy2DModality(Modality):
     name = "toy2d"
     cond_key = "component"
+    sections = {
+        # path: "" = draw from the mixture (components on a circle of radius, each of std), else a
+        # .npy/.csv file of x, y[, label] rows (every fifth row held out for the test split)
+        "data": {"path": "", "conditional": True, "components": 8, "radius": 2.0, "std": 0.15, "n_train": 8192,
+                 "n_test": 2048, "seed": 0},
+        "encoder": {},
+        "model": {"hidden": 128, "depth": 3, "time_dim": 32},
+        "eval": {},
+    }
 
     def dataset(self, cfg: dict, split: str):
         return load_split(cfg["data"], split)
@@ -75,12 +85,16 @@ class Toy2DModality(Modality):
         return path
 
     def evaluate(self, x, labels, cfg: dict, cache_dir: Path) -> dict[str, float]:
-        """frechet: Frechet distance between Gaussians fitted to the samples and to the test split.
-        class_mean_error (conditional data): mean over classes of the distance between the class's
-        sample mean and its test-split mean."""
-        test = self.dataset(cfg, "test")
+        """frechet: Frechet distance between Gaussians fitted to the samples and to the test split;
+        ceiling_frechet: the same for as many training points (what a perfect model scores at this
+        sample size). class_mean_error (conditional data): mean over classes of the distance between
+        the class's sample mean and its test-split mean."""
+        test, train = self.dataset(cfg, "test"), self.dataset(cfg, "train")
         x = x.detach().cpu().double()
-        result = {"frechet": frechet_distance(x.numpy(), test.points.double().numpy())}
+        reference = test.points.double().numpy()
+        real = train.points[np.random.default_rng(0).permutation(len(train.points))[:len(x)]]
+        result = {"frechet": frechet_distance(x.numpy(), reference),
+                  "ceiling_frechet": frechet_distance(real.double().numpy(), reference)}
         if labels is not None and test.class_names:
             errors = [(x[labels == c].mean(0) - test.points[test.labels == c].double().mean(0)).norm()
                       for c in labels.unique().tolist() if (test.labels == c).any()]

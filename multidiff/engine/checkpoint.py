@@ -3,7 +3,8 @@
 RUN/checkpoints/last.safetensors holds "model.*", "ema.*" and "encoder.*" tensors; its metadata
 carries the format tag, the step and the resolved config as JSON, so sampling needs nothing else,
 and the SHA-256 of every tensor's bytes, checked on loading (files written before checksums load
-without the check). Weights that are not finite are never saved.
+without the check). Weights that are not finite are never saved. Keys added to the defaults since
+a checkpoint was written read as their defaults.
 RUN/checkpoints/last.state.pt holds what only resuming needs: the optimizer, the grad scaler and
 the step (the data position, learning rate and every random draw are functions of the step).
 
@@ -28,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from multidiff.engine.config import with_defaults
 from multidiff.engine.errors import UserError
 
 FORMAT = "multidiff-checkpoint/1"
@@ -133,7 +135,7 @@ def load_weights(run_or_ckpt: str | Path) -> tuple[dict[str, dict[str, torch.Ten
         if part not in parts:
             raise UserError(f"{path}: unexpected tensor {key!r}")
         parts[part][name] = value
-    return parts, json.loads(metadata["config"]), int(metadata["step"])
+    return parts, with_defaults(json.loads(metadata["config"])), int(metadata["step"])
 
 
 def read_metadata(run_or_ckpt: str | Path) -> tuple[dict, int, dict[str, int]]:
@@ -152,7 +154,7 @@ def read_metadata(run_or_ckpt: str | Path) -> tuple[dict, int, dict[str, int]]:
     for key, info in header.items():
         if key != "__metadata__":
             sizes[key.partition(".")[0]] += math.prod(info["shape"])
-    return json.loads(metadata["config"]), int(metadata["step"]), sizes
+    return with_defaults(json.loads(metadata["config"])), int(metadata["step"]), sizes
 
 
 def load_train_state(run_dir: Path, step: int) -> dict:

@@ -1,22 +1,26 @@
 """Recipes: TOML files resolved into one nested dict, the config of a run.
 
-Resolution order: the engine's defaults, the recipe, the chosen preset (``[presets.NAME]``), then
-``--set section.key=value`` overrides. The engine owns ``[diffusion]``, ``[train]``, ``[sample]``,
-``[latent]`` and ``[autoencoder]`` and knows every key in them; ``[data]``, ``[encoder]``, ``[model]`` and ``[eval]`` belong to the
-modality and hold whatever keys the recipe writes. A preset or an override may only change a key
-that already exists, and only to a value of the same type (an integer may stand for a float), so
-a typo is an error that names the key rather than a setting silently ignored.
+Resolution order: the defaults, the recipe, the chosen preset (``[presets.NAME]``), then
+``--set section.key=value`` overrides. The defaults are the engine's, for ``[diffusion]``,
+``[train]``, ``[sample]``, ``[latent]``, ``[autoencoder]`` and (when a recipe asks for it) ``[edit]``,
+and the modality's, for ``[data]``, ``[encoder]``, ``[model]`` and ``[eval]`` (``Modality.sections``;
+the engine adds ``eval.n`` and ``data.cond_key``). A recipe, a
+preset or an override may only set a key that the defaults hold, and only to a value of the same
+type (an integer may stand for a float), so a typo is an error that names the key rather than a
+setting silently ignored, and any option a modality reads can be set with ``--set``.
 """
 from __future__ import annotations
 
 import copy
 import math
 import tomllib
+from importlib import resources
 from pathlib import Path
 
 from multidiff.engine.errors import UserError
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+#: The built-in recipes: package data, so an installed multidiff (wheel or not) has them.
+RECIPES_DIR = Path(str(resources.files("multidiff") / "recipes"))
 
 ENGINE_DEFAULTS = {
     "name": "",
@@ -79,9 +83,9 @@ ENGINE_DEFAULTS = {
         "kl_weight": 1e-6,          # weight of the latent's KL divergence from N(0, I), both per data entry
     },
 }
-ENGINE_SECTIONS = ("diffusion", "train", "sample", "edit", "latent", "autoencoder")
 # Present only in configs that use it, so that runs saved before it existed resume unchanged.
 EDIT_DEFAULTS = {"mask_conditioned": False}    # see multidiff.mask_conditioning
+MODALITY_SECTIONS = ("data", "encoder", "model", "eval")
 CHOICES = {
     "autoencoder.reconstruction": ("l1", "l2"),
     "train.lr_schedule": ("cosine", "constant"),
@@ -95,7 +99,7 @@ _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str:
 
 
 def find_recipe(name_or_path: str | Path) -> Path:
-    """A recipe file: an existing path, or a bare name of a file in the repository's recipes/."""
+    """A recipe file: an existing path, or the bare name of a built-in recipe (``RECIPES_DIR``)."""
     text = str(name_or_path)
     if text.endswith(".toml") or "/" in text or "\\" in text:
         path = Path(text)
@@ -110,7 +114,7 @@ def find_recipe(name_or_path: str | Path) -> Path:
 
 
 def list_recipes() -> list[tuple[str, str]]:
-    """(name, description) of every recipe in the repository's recipes/ folder."""
+    """(name, description) of every built-in recipe."""
     return [(p.stem, _read_toml(p).get("description", "")) for p in sorted(RECIPES_DIR.glob("*.toml"))]
 
 
@@ -123,19 +127,14 @@ def load_recipe(path: str | Path, preset: str | None = None, overrides=()) -> di
     path = find_recipe(path)
     recipe = _read_toml(path)
     presets = recipe.pop("presets", {})
-    cfg = copy.deepcopy(ENGINE_DEFAULTS)
+    cfg = defaults(_modality_of(recipe, overrides, path), _kind_of(recipe, overrides))
     asked = "edit" in recipe or "edit" in presets.get(preset or "", {})
     if asked or any(item.strip().startswith("edit.") for item in overrides):
         cfg["edit"] = dict(EDIT_DEFAULTS)
-    for key, value in recipe.items():
-        if key not in cfg:
-            raise UserError(f"{path}: unknown top-level key {key!r}; known: {', '.join(cfg)}")
-        if key in ENGINE_SECTIONS:
-            _merge(cfg[key], value, key, f"recipe {path.name}")
-        elif isinstance(cfg[key], dict) and isinstance(value, dict):
-            cfg[key] = {**cfg[key], **value}
-        else:
-            cfg[key] = value
+    for section in MODALITY_SECTIONS:
+        if section not in _declared_sections(cfg["modality"]) and isinstance(recipe.get(section), dict):
+            cfg[section].update(recipe[section])
+    _merge(cfg, recipe, "", f"recipe {path.name}")
     if preset:
         if preset not in presets:
             raise UserError(f"recipe {path.name} has no preset {preset!r}; it has: {', '.join(presets) or 'none'}")
@@ -143,13 +142,72 @@ def load_recipe(path: str | Path, preset: str | None = None, overrides=()) -> di
         cfg["preset"] = preset
     for item in overrides:
         apply_override(cfg, item)
-    if not cfg["modality"]:
-        raise UserError(f"{path}: the recipe names no modality")
     cfg["name"] = cfg["name"] or path.stem
     _resolve_path(cfg["data"], "path", path.parent)
     _resolve_path(cfg["latent"], "autoencoder", path.parent)
     validate(cfg)
     return cfg
+
+
+def defaults(modality_name: str, kind: str = "diffusion") -> dict:
+    """The engine's defaults with the sections of modality ``modality_name`` merged in; for
+    ``kind = "autoencoder"`` its ``[model]`` is the modality's autoencoder's."""
+    from multidiff import modality
+
+    chosen = modality.get(modality_name)
+    cfg = copy.deepcopy(ENGINE_DEFAULTS)
+    cfg["modality"], cfg["kind"] = modality_name, kind
+    cfg["data"]["cond_key"] = chosen.cond_key
+    sections = {**chosen.sections, "model": chosen.autoencoder_model} if kind == "autoencoder" else chosen.sections
+    for section, keys in sections.items():
+        cfg[section].update(copy.deepcopy(keys))
+    return cfg
+
+
+def with_defaults(cfg: dict) -> dict:
+    """``cfg`` with every key missing from its sections filled from the current defaults: a
+    config saved before a key existed (a checkpoint of an older version) reads as today's."""
+    from multidiff import modality
+
+    known = cfg.get("modality") in modality.names()
+    base = defaults(cfg["modality"], cfg.get("kind", "diffusion")) if known else copy.deepcopy(ENGINE_DEFAULTS)
+    filled = {**base, **cfg}
+    for key, value in base.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            filled[key] = {**value, **cfg[key]}
+    return filled
+
+
+def _declared_sections(modality_name: str) -> set[str]:
+    from multidiff import modality
+
+    return set(modality.get(modality_name).sections)
+
+
+def _kind_of(recipe: dict, overrides) -> str:
+    """What a recipe trains (``kind``): its own, or the one a ``kind=`` override names."""
+    kind = recipe.get("kind", "diffusion")
+    for item in overrides:
+        key, _, text = item.partition("=")
+        if key.strip() == "kind":
+            kind = _parse_value(text.strip(), "", "kind")
+    return kind
+
+
+def _modality_of(recipe: dict, overrides, path: Path) -> str:
+    """The modality a recipe resolves to: its own, or the one a ``modality=`` override names."""
+    from multidiff import modality
+
+    name = recipe.get("modality", "")
+    for item in overrides:
+        key, _, text = item.partition("=")
+        if key.strip() == "modality":
+            name = _parse_value(text.strip(), "", "modality")
+    if not name:
+        raise UserError(f"{path}: the recipe names no modality")
+    if name not in modality.names():
+        raise UserError(f"unknown modality {name!r}; choose one of: {', '.join(modality.names())}")
+    return name
 
 
 def apply_override(cfg: dict, item: str) -> None:

@@ -18,10 +18,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from multidiff import mask_conditioning, schedules
+from multidiff import mask_conditioning
 from multidiff import modality as modality_registry
 from multidiff.cache import cache_dir
 from multidiff.engine import checkpoint
+from multidiff.engine.conditions import class_labels
 from multidiff.engine.config import check_guidance, check_seed, validate_sampler
 from multidiff.engine.diffusion import from_config
 from multidiff.engine.errors import UserError
@@ -64,27 +65,6 @@ def load_run(run_or_ckpt: str | Path, device: torch.device | str = "cpu") -> Run
         raise UserError(f"{checkpoint.weights_path(run_or_ckpt)}: the weights do not fit the network its config "
                         f"describes ({detail})") from None
     return Run(cfg, step, modality, model.to(device).eval(), encoder.to(device).eval())
-
-
-def class_labels(n: int, cfg: dict, cond=None) -> torch.Tensor | None:
-    """Labels for ``n`` samples: all ``cond`` (a class name or index), else balanced over the
-    classes (i mod C); None for a model trained without classes."""
-    names = cfg["dataset"]["class_names"]
-    if not names:
-        if cond is not None:
-            raise UserError("this model was trained without classes; drop the condition")
-        return None
-    if cond is None:
-        return torch.arange(n) % len(names)
-    text = str(cond)
-    if text in names:
-        index = names.index(text)
-    elif text.lstrip("-").isdigit() and 0 <= int(text) < len(names):
-        index = int(text)
-    else:
-        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-        raise UserError(f"unknown class {text!r}; classes: {shown} (or an index 0..{len(names) - 1})")
-    return torch.full((n,), index, dtype=torch.long)
 
 
 @torch.no_grad()

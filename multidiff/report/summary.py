@@ -19,7 +19,7 @@ def run_folder(run_or_ckpt: str | Path) -> Path | None:
 
 def describe_progress(run_or_ckpt: str | Path, cfg: dict) -> list[str]:
     classes = cfg["dataset"]["class_names"]
-    key = modality_registry.get(cfg["modality"]).cond_key
+    key = cfg["data"].get("cond_key") or modality_registry.get(cfg["modality"]).cond_key
     lines = [f"condition:  --cond {key}=NAME (a class above, or its index 0..{len(classes) - 1})" if classes
              else "condition:  none (trained without classes)"]
     folder = run_folder(run_or_ckpt)
