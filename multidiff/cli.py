@@ -57,7 +57,9 @@ def train(recipe, preset, data_path, overrides, run_dir, resume):
 
     cfg = load_recipe(recipe, preset, overrides)
     if data_path is not None:
-        if "path" not in cfg["data"]:
+        from multidiff.modality import get
+
+        if not get(cfg["modality"]).reads_files(cfg):
             raise UserError(f"recipe {cfg['name']!r} generates its data and takes no data path; drop --data")
         cfg = load_recipe(recipe, preset, (*overrides, f"data.path={json.dumps(data_path)}"))
     run_dir = run_dir or Path("runs") / (f"{cfg['name']}-{preset}" if preset else cfg["name"])

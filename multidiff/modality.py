@@ -65,6 +65,11 @@ class Modality:
     #: The ``[model]`` section of a ``kind = "autoencoder"`` recipe: the keys ``autoencoder`` reads.
     autoencoder_model: dict[str, Any] = {}
 
+    def reads_files(self, cfg: dict) -> bool:
+        """Whether the recipe ``cfg`` reads its data from ``data.path`` (so ``--data DIR`` applies),
+        rather than generating it."""
+        return "path" in cfg["data"]
+
     def dataset(self, cfg: dict, split: str):
         """A map-style dataset for ``split`` ("train" or "test"); see the module docstring."""
         raise NotImplementedError

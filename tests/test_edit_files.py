@@ -20,7 +20,7 @@ from multidiff.engine.edit import edit, edit_files
 from multidiff.engine.generate import load_run
 from multidiff.mask_conditioning import MaskConditioned, random_masks
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = Path(__file__).resolve().parents[1] / "multidiff" / "recipes"
 IMAGE_TINY = ["train.steps=4", "train.batch_size=4", "train.log_every=2", "train.ckpt_every=4", "model.channels=8",
               "data.n_train=16", "data.n_test=4", "sample.steps=3", "sample.n=2"]
 POINTS_TINY = ["train.steps=4", "train.batch_size=4", "train.log_every=2", "train.ckpt_every=4", "data.n_points=32",

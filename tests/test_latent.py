@@ -30,11 +30,11 @@ TINY_LATENT = [*TINY_DATA, "latent.recipe=''", "latent.cache=false", "model.chan
 
 
 def tiny_ae(*overrides):
-    return load_recipe(ROOT / "recipes" / "shapes_ae.toml", "quick", [*TINY_AE, *overrides])
+    return load_recipe(ROOT / "multidiff" / "recipes" / "shapes_ae.toml", "quick", [*TINY_AE, *overrides])
 
 
 def tiny_latent(autoencoder: Path, *overrides):
-    return load_recipe(ROOT / "recipes" / "shapes_latent.toml", "quick",
+    return load_recipe(ROOT / "multidiff" / "recipes" / "shapes_latent.toml", "quick",
                        [*TINY_LATENT, f"latent.autoencoder={str(autoencoder)!r}", *overrides])
 
 
@@ -187,7 +187,7 @@ def test_autoencoder_stage_resumes_bit_exact(tmp_path):
 
 def test_end_to_end_a_latent_recipe_trains_its_missing_autoencoder_then_samples_and_evaluates(tmp_path):
     ae_recipe = tmp_path / "tiny_ae.toml"
-    text = (ROOT / "recipes" / "shapes_ae.toml").read_text()
+    text = (ROOT / "multidiff" / "recipes" / "shapes_ae.toml").read_text()
     ae_recipe.write_text(text.replace("[presets.quick]", "[presets.unused]").replace(
         "[presets.full]", "[presets.quick]\ntrain = { steps = 3, batch_size = 16 }\nmodel = { channels = 8 }\n"
         "data = { resolution = 16, n_train = 64, n_test = 64 }\neval = { n = 32, classifier_steps = 5 }\n\n[presets.full]"))

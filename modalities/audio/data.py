@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from modalities.bad_files import report_count, report_skip
+from ..bad_files import report_count, report_skip
 
 from . import preprocess
 from .files import AudioFileError, ClipSource, list_sources, read_audio

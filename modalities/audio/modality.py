@@ -34,6 +34,9 @@ class AudioModality(Modality):
         "eval": {"classifier_steps": 600},
     }
 
+    def reads_files(self, cfg: dict) -> bool:
+        return cfg["data"]["source"] != "synthetic"
+
     def dataset(self, cfg: dict, split: str) -> data.AudioClips:
         return data.load(cfg, split)
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modalities.bad_files import report_count, report_skip
+from ..bad_files import report_count, report_skip
 
 from .idx import read_idx
 from .synthetic import SHAPES, make_shapes

@@ -31,6 +31,9 @@ class ImageModality(Modality):
     }
     autoencoder_model = AUTOENCODER_DEFAULTS   # keyword arguments of multidiff.nn.autoencoder.ConvAutoencoder
 
+    def reads_files(self, cfg: dict) -> bool:
+        return cfg["data"]["source"] != "shapes"
+
     def dataset(self, cfg: dict, split: str):
         return image_dataset(cfg, split)
 

@@ -17,8 +17,8 @@ import torch
 import trimesh
 from scipy.spatial import ConvexHull
 
-from modalities.points.data import load_cloud
-from modalities.points.normalize import unit_sphere
+from .data import load_cloud
+from .normalize import unit_sphere
 
 PLANE = re.compile(r"keep=plane:([xyz])([<>])(-?[0-9.eE+-]+)")
 VIEW = re.compile(r"keep=view:(-?[0-9.]+),(-?[0-9.]+)")

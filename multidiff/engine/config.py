@@ -191,6 +191,10 @@ def _kind_of(recipe: dict, overrides) -> str:
         key, _, text = item.partition("=")
         if key.strip() == "kind":
             kind = _parse_value(text.strip(), "", "kind")
+    from multidiff.engine.objectives import KINDS
+
+    if kind not in KINDS:
+        raise UserError(f"unknown kind {kind!r}; choose one of: {', '.join(KINDS)}")
     return kind
 
 
