@@ -19,13 +19,13 @@ WEIGHTINGS = ("uniform", "min_snr", "edm")
 
 
 def sample_times(schedule: Schedule, batch: int, weighting: str, *, generator=None, device=None,
-                 p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
-    """Training times t (B,) float64: uniform in [0, 1], or EDM's log-normal noise levels."""
+                 p_mean: float = -1.2, p_std: float = 1.2, t_min: float = 1e-3) -> torch.Tensor:
+    """Training times t (B,) float64: uniform in [t_min, 1] (up to the clamp), or EDM's log-normal noise levels."""
     if weighting == "edm":
         log_s = p_mean + p_std * torch.randn(batch, generator=generator, dtype=torch.float64, device=device)
         return schedule.t_from_logsnr(-2.0 * log_s)
-    # Keep t off exactly 0 (logSNR = +inf there): the smallest step of a 1000-step grid.
-    return torch.rand(batch, generator=generator, dtype=torch.float64, device=device).clamp(min=1e-3)
+    # Keep t off exactly 0 (logSNR = +inf there): by default the smallest step of a 1000-step grid.
+    return torch.rand(batch, generator=generator, dtype=torch.float64, device=device).clamp(min=t_min)
 
 
 def loss_weight(prediction: str, weighting: str, alpha, sigma, *, min_snr_gamma: float = 5.0,

@@ -34,12 +34,17 @@ DEFAULT_PLACEMENT = {
 
 
 def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20, prediction: str = "eps",
-           cond=None, guidance_scale: float = 1.0, noise=None, generator=None, **options) -> torch.Tensor:
+           cond=None, guidance_scale: float = 1.0, noise=None, generator=None, t_min: float = placements.T_MIN,
+           **options) -> torch.Tensor:
     """Draw samples of ``shape`` (batch first) from ``model(x_t, t, cond) -> prediction``.
 
     schedule: a ``multidiff.schedules`` name or Schedule. noise: the standard-normal starting tensor of
     ``shape`` (float64 noise keeps the whole run in float64); else drawn per sample on the model's device.
-    options: ``placement`` (a ``multidiff.steps`` name; default per sampler in DEFAULT_PLACEMENT),
+    t_min: the smallest time the network was trained on (``multidiff.losses.sample_times``' 1e-3 unless
+    the run's ``diffusion.t_min`` says otherwise): no step goes below it, the last one returns D there, and a
+    placement that asks for less is an error (0 only for a model exact at every noise level).
+    options: ``placement`` (a ``multidiff.steps`` name or a callable ``(schedule, steps) -> times`` such as a
+    fitted ``multidiff.pilot_steps.Pilot``; default per sampler in DEFAULT_PLACEMENT),
     ``sigma_data`` (edm), ``first_index`` (index of this batch's first sample within a larger set drawn
     in chunks with generators of one seed: chunked draws then equal one batch), and the sampler's own
     keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order, variant). Network calls: ``steps`` for every sampler, 2 * steps - 1 for heun (with guidance each call
@@ -55,7 +60,8 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
         raise ValueError(f"shape must start with a positive batch size, got {shape}")
     if cond is not None and tuple(cond.shape) != shape[:1]:
         raise ValueError(f"cond must be a LongTensor of shape ({shape[0]},), got {tuple(cond.shape)}")
-    times = _placement(options.pop("placement", DEFAULT_PLACEMENT[sampler]), schedule, int(steps))
+    times = placements.times_for(options.pop("placement", DEFAULT_PLACEMENT[sampler]), schedule, int(steps),
+                                 t_min=t_min)
     alpha_start, sigma_start = (float(v[0]) for v in schedule.levels(times[:1])[:2])
     if prediction in ("eps", "edm") and alpha_start == 0.0:
         raise ValueError(f"prediction {prediction!r} cannot give x0 where alpha = 0 (the schedule ends in pure noise "
@@ -93,16 +99,6 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
         kwargs["noise"] = fresh_noise
     with torch.no_grad():
         return run(lambda x_t, t: denoiser(x_t, t, cond), x, times, schedule, **kwargs)
-
-
-def _placement(name: str, schedule, steps: int) -> torch.Tensor:
-    times = placements.get(name)(schedule, steps)
-    ok = (times.ndim == 1 and len(times) == steps + 1 and times[-1] == 0 and bool((times[1:] < times[:-1]).all())
-          and times[0] <= 1)
-    if not ok:
-        raise ValueError(f"step placement {name!r} returned {times.tolist()}: need {steps + 1} times falling "
-                         "strictly from at most 1 to exactly 0")
-    return times.to(torch.float64)
 
 
 def _device_of(model, cond) -> torch.device:

@@ -35,6 +35,7 @@ ENGINE_DEFAULTS = {
         "p_mean": -1.2,
         "p_std": 1.2,
         "cond_drop": 0.0,           # fraction of labels replaced by -1 (classifier-free guidance)
+        "t_min": 1e-3,              # smallest training time; sampling never asks the network below it
     },
     "train": {
         "batch_size": 64,           # global: examples per optimizer step over all processes
@@ -59,6 +60,9 @@ ENGINE_DEFAULTS = {
         "sampler": "dpmpp_2m",
         "steps": 25,
         "guidance": 1.0,
+        "placement": "",            # a multidiff.steps name or "pilot"; "" = the sampler's own
+        "eta": -1.0,                # ddim, euler_ancestral, dpmpp_2m_sde noise; < 0 = the sampler's own
+        "churn": 0.0,               # heun's s_churn
         "n": 16,                    # samples in a preview
         "batch_size": 256,          # samples generated at once
     },
@@ -160,6 +164,9 @@ def validate(cfg: dict) -> None:
     choose("diffusion.schedule", cfg["diffusion"]["schedule"], schedules.names())
     choose("diffusion.prediction", cfg["diffusion"]["prediction"], parameterizations.names())
     validate_sampler(cfg["sample"]["sampler"])
+    validate_sampling_options(cfg["sample"])
+    if not 0.0 <= cfg["diffusion"]["t_min"] < 1.0:
+        raise UserError(f"diffusion.t_min must be in [0, 1), got {cfg['diffusion']['t_min']}")
     train = cfg["train"]
     for key in ("batch_size", "grad_accum", "log_every", "ckpt_every"):
         if train[key] < 1:
@@ -178,6 +185,13 @@ def validate_sampler(name: str) -> None:
 
     if name not in samplers.names():
         raise UserError(f"unknown sampler {name!r}; choose one of: {', '.join(samplers.names())}")
+
+
+def validate_sampling_options(sample: dict) -> None:
+    """Check ``[sample]``'s placement, eta and churn against its sampler (keys missing in old runs: skipped)."""
+    from multidiff.engine.sampling_options import check
+
+    check(sample["sampler"], sample.get("placement", ""), sample.get("eta", -1.0), sample.get("churn", 0.0))
 
 
 def _read_toml(path: Path) -> dict:

@@ -206,7 +206,8 @@ def _global_draws(step: int, cfg: dict, schedule, device):
     """Diffusion times, noise and dropped-label flags for every example of the global batch of ``step``."""
     dc, batch = cfg["diffusion"], cfg["train"]["batch_size"]
     gen = torch.Generator(device).manual_seed(derived_seed(cfg["train"]["seed"], 2, step))
-    t = sample_times(schedule, batch, dc["weighting"], generator=gen, device=device, p_mean=dc["p_mean"], p_std=dc["p_std"])
+    t = sample_times(schedule, batch, dc["weighting"], generator=gen, device=device, p_mean=dc["p_mean"],
+                     p_std=dc["p_std"], t_min=dc["t_min"])
     noise = torch.randn((batch, *cfg["dataset"]["encoded_shape"]), generator=gen, device=device)
     dropped = None
     if dc["cond_drop"] > 0 and cfg["dataset"]["class_names"]:
