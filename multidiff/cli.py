@@ -59,6 +59,16 @@ def train(recipe, preset, data_path, overrides, run_dir, resume):
         click.echo(f"sample with: multidiff sample {run_dir} --n 16 --out {run_dir / 'samples'}")
 
 
+def _placement_options(command):
+    """--placement, --eta and --churn, shared by sample and eval (unset: the recipe's [sample])."""
+    command = click.option("--churn", type=click.FloatRange(min=0), help="Heun's s_churn.")(command)
+    command = click.option("--eta", type=click.FloatRange(min=0),
+                           help="Noise of ddim, euler_ancestral, dpmpp_2m_sde (0: deterministic).")(command)
+    return click.option("--placement", metavar="NAME",
+                        help="Step placement: linspace, trailing, leading, logsnr, karras, or pilot (fitted to the "
+                             "run once, cached in RUN/pilots/).")(command)
+
+
 @main.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Number of samples.")
@@ -70,7 +80,8 @@ def train(recipe, preset, data_path, overrides, run_dir, resume):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the sample files and preview.png.")
-def sample(run, n, steps, sampler, guidance, cond, seed, out_dir):
+@_placement_options
+def sample(run, n, steps, sampler, guidance, cond, seed, out_dir, placement, eta, churn):
     """Draw samples from RUN (a run directory or a .safetensors checkpoint)."""
     from multidiff.engine.checkpoint import read_metadata
     from multidiff.engine.generate import generate
@@ -83,18 +94,20 @@ def sample(run, n, steps, sampler, guidance, cond, seed, out_dir):
         if not sep or key.strip() != expected:
             raise UserError(f"--cond expects {expected}=VALUE for this model, got {cond!r}")
         value = value.strip()
-    result = generate(run, n, sampler=sampler, steps=steps, guidance=guidance, cond=value, seed=seed, out_dir=out_dir)
+    result = generate(run, n, sampler=sampler, steps=steps, guidance=guidance, cond=value, seed=seed, out_dir=out_dir,
+                      placement=placement, eta=eta, churn=churn)
     click.echo(f"wrote {len(result['paths'])} files to {out_dir}")
 
 
 @main.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--n", "n", type=click.IntRange(min=1), help="Number of samples [default: the recipe's eval.n].")
-def evaluate(run_dir, n):
+@_placement_options
+def evaluate(run_dir, n, placement, eta, churn):
     """Score samples of RUN_DIR with its modality's metrics; also writes RUN_DIR/eval.json."""
     from multidiff.engine.generate import evaluate as run_evaluation
 
-    for name, value in run_evaluation(run_dir, n).items():
+    for name, value in run_evaluation(run_dir, n, placement=placement, eta=eta, churn=churn).items():
         click.echo(f"{name}: {value:.6g}")
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from multidiff import modality as modality_registry
 from multidiff import schedules
-from multidiff.engine import checkpoint
+from multidiff.engine import checkpoint, sampling_options
 from multidiff.engine.config import validate_sampler
 from multidiff.engine.data import derived_seed
 from multidiff.engine.errors import UserError
@@ -74,14 +74,16 @@ def class_labels(n: int, cfg: dict, cond=None) -> torch.Tensor | None:
 
 @torch.no_grad()
 def draw(run: Run, labels: torch.Tensor | None, n: int, *, sampler: str, steps: int, guidance: float,
-         seed: int) -> torch.Tensor:
-    """``n`` decoded samples (data space) from ``run`` with the given class labels."""
+         seed: int, **options) -> torch.Tensor:
+    """``n`` decoded samples (data space) from ``run`` with the given class labels; ``options`` go to
+    ``multidiff.sample`` (``sampling_options.options``: placement, eta, s_churn, t_min)."""
     from multidiff.sampling import sample
 
     cfg, device = run.cfg, next(run.model.parameters()).device
     diffusion = cfg["diffusion"]
     schedule = schedules.get(diffusion["schedule"], **diffusion["schedule_args"])
     shape = tuple(cfg["dataset"]["encoded_shape"])
+    options.setdefault("t_min", sampling_options.t_min(cfg))
     noise = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
     chunk = cfg["sample"]["batch_size"]
     out = []
@@ -91,17 +93,19 @@ def draw(run: Run, labels: torch.Tensor | None, n: int, *, sampler: str, steps: 
         z = sample(run.model, (len(noise[i:i + chunk]), *shape), schedule=schedule, sampler=sampler, steps=steps,
                    prediction=diffusion["prediction"], cond=cond, guidance_scale=guidance,
                    noise=noise[i:i + chunk].to(device), generator=gen, first_index=i,
-                   sigma_data=diffusion["sigma_data"])
+                   sigma_data=diffusion["sigma_data"], **options)
         out.append(run.encoder.decode(z.float()).cpu())
     return torch.cat(out)
 
 
 def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | None = None,
              guidance: float | None = None, cond=None, seed: int = 0, out_dir: str | Path | None = None,
-             device: str | None = None) -> dict:
+             device: str | None = None, placement: str | None = None, eta: float | None = None,
+             churn: float | None = None) -> dict:
     """Draw ``n`` samples; with ``out_dir``, write them (Modality.write) and a preview PNG.
 
-    Unset sampling options come from the run's ``[sample]`` section. Returns
+    Unset sampling options come from the run's ``[sample]`` section (placement "pilot": see
+    ``multidiff.engine.sampling_options``). Returns
     ``dict(x=decoded samples, labels=LongTensor or None, paths=written files)``.
     """
     if n < 1:
@@ -111,8 +115,10 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
     sampler = sampler or defaults["sampler"]
     validate_sampler(sampler)
     labels = class_labels(n, run.cfg, cond)
-    x = draw(run, labels, n, sampler=sampler, steps=steps or defaults["steps"],
-             guidance=defaults["guidance"] if guidance is None else guidance, seed=seed)
+    steps, guidance = steps or defaults["steps"], defaults["guidance"] if guidance is None else guidance
+    options = sampling_options.options(run, run_or_ckpt, sampler=sampler, steps=steps, guidance=guidance,
+                                       placement=placement, eta=eta, churn=churn)
+    x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, **options)
     paths = []
     if out_dir is not None:
         out_dir = Path(out_dir)
@@ -123,14 +129,18 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
     return {"x": x, "labels": labels, "paths": paths}
 
 
-def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = None) -> dict[str, float]:
+def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = None, *, placement: str | None = None,
+             eta: float | None = None, churn: float | None = None) -> dict[str, float]:
     """The modality's metrics on ``n`` samples (default ``eval.n``) balanced over the classes,
-    drawn with the run's sampling defaults; also written to RUN/eval.json."""
+    drawn with the run's sampling defaults (placement, eta, churn: as in ``generate``); also written to
+    RUN/eval.json."""
     run = load_run(run_dir, device or default_device())
     n = n or run.cfg["eval"]["n"]
     labels = class_labels(n, run.cfg)
     s = run.cfg["sample"]
-    x = draw(run, labels, n, sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"], seed=0)
+    options = sampling_options.options(run, run_dir, sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"],
+                                       placement=placement, eta=eta, churn=churn)
+    x = draw(run, labels, n, sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"], seed=0, **options)
     cache_dir = Path(os.environ.get("MULTIDIFF_CACHE", Path.home() / ".cache" / "multidiff")) / run.modality.name
     cache_dir.mkdir(parents=True, exist_ok=True)
     metrics = {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, cache_dir).items()}
