@@ -117,13 +117,14 @@ class Pilot:
 def fit(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int | Iterable[int] = 10,
         prediction: str = "eps", sigma_data: float = 0.5, cond: torch.Tensor | None = None,
         guidance_scale: float = 1.0, t_min: float = placements.T_MIN, generator: torch.Generator | None = None,
-        progress: Callable[[str], None] | None = None) -> Pilot:
+        progress: Callable[[str], None] | None = None, reference_steps: int = REFERENCE_STEPS) -> Pilot:
     """Fit a pilot placement for ``model`` (called as ``multidiff.sample`` calls it) and ``sampler``.
 
     shape: (pilot batch, ...) like the samples to come; a few dozen pilot noises are enough, drawn from
     ``generator`` (seed 0 if None). steps: the step count(s) to tune. cond, guidance_scale: labels of the
     pilot batch and the guidance the samples will use. t_min: the smallest trained time (as in
-    ``multidiff.sample``). progress: called with a line per stage, network calls included.
+    ``multidiff.sample``). progress: called with a line per stage, network calls included. reference_steps:
+    the reference solve's steps (fewer make a cheaper, coarser pilot for an expensive network).
     """
     schedule = schedules.get(schedule)
     samplers.get(sampler)
@@ -148,8 +149,8 @@ def fit(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int | Itera
     fitted_for = {"schedule": repr(schedule), "sampler": sampler, "t_min": t_min, "prediction": prediction,
                   "guidance_scale": guidance_scale, "pilot_batch": shape[0]}
     with torch.no_grad():
-        say(f"pilot: reference solve, {REFERENCE_STEPS} network calls on {shape[0]} pilot noises")
-        search = _Search(lambda x, t: denoiser(x, t, cond), schedule, sampler, start, t_min)
+        say(f"pilot: reference solve, {reference_steps} network calls on {shape[0]} pilot noises")
+        search = _Search(lambda x, t: denoiser(x, t, cond), schedule, sampler, start, t_min, reference_steps)
         tuned = {}
         for n in counts:
             before = search.nfe
@@ -163,13 +164,14 @@ def fit(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int | Itera
 class _Search:
     """The reference solve on the pilot noises and the pattern search over the placement family."""
 
-    def __init__(self, denoise, schedule, sampler: str, start: torch.Tensor, t_min: float):
+    def __init__(self, denoise, schedule, sampler: str, start: torch.Tensor, t_min: float,
+                 reference_steps: int = REFERENCE_STEPS):
         self.denoise = denoise
         self.schedule = schedule
         self.sampler = sampler
         self.start = start
         self.nfe = 0
-        self._measure(t_min)
+        self._measure(t_min, reference_steps)
 
     def times(self, steps: int, a: float, b: float, gamma: float) -> torch.Tensor:
         """The family's placement: t = 1, then steps - 1 times at equal shares of m^gamma on [a, b], then 0."""
@@ -198,18 +200,18 @@ class _Search:
         self.nfe += 1
         return self.denoise(x, t)
 
-    def _measure(self, t_min: float) -> None:
+    def _measure(self, t_min: float, n: int) -> None:
         """The reference solve: end points and the RMS speed of D per unit logSNR along the path."""
         top = self.schedule.logsnr(torch.tensor(1.0, dtype=torch.float64))
         if not torch.isfinite(top):      # zero terminal SNR: the grid starts where uniform-in-t steps would
-            top = self.schedule.logsnr(torch.tensor(1.0 - 1.0 / REFERENCE_STEPS, dtype=torch.float64))
+            top = self.schedule.logsnr(torch.tensor(1.0 - 1.0 / n, dtype=torch.float64))
         if t_min > 0:
             self.t_bottom = t_min
             bottom = float(self.schedule.logsnr(torch.tensor(t_min, dtype=torch.float64)))
         else:
             bottom = min(LOGSNR_BOTTOM, float(self.schedule.logsnr(torch.tensor(1e-9, dtype=torch.float64))))
             self.t_bottom = float(self.schedule.t_from_logsnr(torch.tensor(bottom, dtype=torch.float64)))
-        self.lam = torch.linspace(float(top), bottom, REFERENCE_STEPS, dtype=torch.float64)
+        self.lam = torch.linspace(float(top), bottom, n, dtype=torch.float64)
         seen: list[torch.Tensor] = []
 
         def recording(x, t):
@@ -220,7 +222,7 @@ class _Search:
         t = torch.cat([self.schedule.t_from_logsnr(self.lam), torch.zeros(1, dtype=torch.float64)])
         t[0], t[-2] = 1.0, self.t_bottom
         self.reference = samplers.get(REFERENCE_SAMPLER)(recording, self.start, t, self.schedule).to(torch.float64)
-        d = torch.stack(seen[:REFERENCE_STEPS])
+        d = torch.stack(seen[:n])
         self.speed = d.diff(dim=0).pow(2).mean(dim=tuple(range(1, d.ndim))).sqrt() / self.lam.diff()
         self.reference_nfe = self.nfe
 
