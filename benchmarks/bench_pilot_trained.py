@@ -114,7 +114,8 @@ class Bench:
             with torch.no_grad():
                 x, calls = diffusers_peer.sample(config, start, predict, nfe,
                                                  diffusers_peer.discrete_schedule(self.schedule))
-        except torch.linalg.LinAlgError:        # UniPC's singular solve for some orders at few steps
+        except RuntimeError as e:   # UniPC's singular solve at few steps; duplicate timesteps on a steep schedule
+            print(f"  skipped: {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
             return None
         return x
 
