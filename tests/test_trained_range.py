@@ -5,7 +5,6 @@ import torch
 import multidiff
 from multidiff import pilot_steps, samplers, schedules, steps
 from multidiff.analytic import GaussianMixture
-from multidiff.sampling import DEFAULT_PLACEMENT
 
 MIX = GaussianMixture([0.3, 0.7], [-1.0, 1.5], [0.4, 0.5])
 LINEAR = schedules.get("linear")
