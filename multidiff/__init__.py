@@ -2,4 +2,4 @@
 __version__ = "0.1.0"
 from . import samplers, schedules
 from .sampling import sample
-from . import pilot_steps  # registers the "pilot" step placement
+from . import pilot_steps

@@ -72,6 +72,16 @@ def train(recipe, preset, data_path, overrides, run_dir, resume):
         click.echo(f"see it with: multidiff report {run_dir}")
 
 
+def _placement_options(command):
+    """--placement, --eta and --churn, shared by sample and eval (unset: the recipe's [sample])."""
+    command = click.option("--churn", type=click.FloatRange(min=0), help="Heun's s_churn.")(command)
+    command = click.option("--eta", type=click.FloatRange(min=0),
+                           help="Noise of ddim, euler_ancestral, dpmpp_2m_sde (0: deterministic).")(command)
+    return click.option("--placement", metavar="NAME",
+                        help="Step placement: linspace, trailing, leading, logsnr, karras, or pilot (fitted to the "
+                             "run once, cached in RUN/pilots/).")(command)
+
+
 @main.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Number of samples.")
@@ -83,11 +93,13 @@ def train(recipe, preset, data_path, overrides, run_dir, resume):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the sample files and preview.png.")
-def sample(run, n, steps, sampler, guidance, cond, seed, out_dir):
+@_placement_options
+def sample(run, n, steps, sampler, guidance, cond, seed, out_dir, placement, eta, churn):
     """Draw samples from RUN (a run directory or a .safetensors checkpoint)."""
     from multidiff.engine.generate import generate
 
-    result = generate(run, n, sampler=sampler, steps=steps, guidance=guidance, cond=cond, seed=seed, out_dir=out_dir)
+    result = generate(run, n, sampler=sampler, steps=steps, guidance=guidance, cond=cond, seed=seed, out_dir=out_dir,
+                      placement=placement, eta=eta, churn=churn)
     click.echo(f"wrote {len(result['paths'])} files to {out_dir}")
 
 
@@ -124,20 +136,22 @@ def edit(run, inputs, mask, strength, resample, continue_from, seconds, partial,
 @main.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--n", "n", type=click.IntRange(min=1), help="Number of samples [default: the recipe's eval.n].")
+@_placement_options
 @click.option("--sampler", help="Sampler name [default: the recipe's].")
 @click.option("--steps", type=click.IntRange(min=1), help="Sampler steps [default: the recipe's].")
 @click.option("--guidance", type=float, help="Classifier-free guidance scale [default: the recipe's].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="JSON file for the result (must not exist) [default: RUN_DIR/evals/eval_step<STEP>_<K>.json].")
-def evaluate(run_dir, n, sampler, steps, guidance, seed, out):
+def evaluate(run_dir, n, sampler, steps, guidance, seed, out, placement, eta, churn):
     """Score samples of RUN_DIR with its modality's metrics.
 
     Each evaluation goes to a new file (nothing is overwritten); RUN_DIR/eval.json is a copy of the latest.
     """
     from multidiff.engine.generate import evaluate as run_evaluation
 
-    scores = run_evaluation(run_dir, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, out=out)
+    scores = run_evaluation(run_dir, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, out=out,
+                            placement=placement, eta=eta, churn=churn)
     for name, value in scores.items():
         click.echo(f"{name}: {value:.6g}")
 

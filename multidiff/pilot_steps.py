@@ -1,80 +1,180 @@
-"""A step placement fitted to the model itself from a pilot run ("pilot" in ``multidiff.steps``).
+"""A step placement fitted to the model itself from a pilot run: ``pilot = fit(model, ...)``.
 
 At 5 to 20 network calls the error of an ODE sampler is set mostly by where its steps fall, and the
-best places depend on the model: on where along the noise levels its data prediction D moves, and on
-how early the steps may stop. A pilot measures that once, on pilot noises of its own:
+best places depend on the model: on where along the noise levels its data prediction D moves. A pilot
+measures that once, on pilot noises of its own, inside the trained range [t_min, 1]:
 
 1. Reference: a fine solve (``dpmpp_3m``, REFERENCE_STEPS steps uniform in lam = logSNR from the
-   schedule's top down to LOGSNR_BOTTOM) gives the pilot noises' end points and the speed of D along
-   the path, m(lam) = RMS over the pilot batch of dD/dlam.
+   schedule's top down to logSNR(t_min), ending with the final denoising step at t_min) gives the pilot
+   noises' end points, the target every placement can reach, and the speed of D along the path,
+   m(lam) = RMS over the pilot batch of dD/dlam.
 2. Placement family: the first time is t = 1 (pure noise, where D is close to the data mean); the
    other n - 1 nonzero times sit at equal shares of the density m(lam)^gamma between lam = a and
-   lam = b (gamma = 0: uniform in logSNR; gamma > 0: more steps where D moves fastest); the last step
-   returns D at b. A free first jump to a skips the high noise levels where D barely changes.
+   lam = b <= logSNR(t_min) (gamma = 0: uniform in logSNR; gamma > 0: more steps where D moves
+   fastest); the last step returns D at b. A free first jump to a skips the high noise levels where D
+   barely changes.
 3. Tuning, per step count: a pattern search over (a, b, gamma), started from uniform-in-logSNR steps
    (``multidiff.steps.logsnr``), minimises the RMS distance between the sampler's result with that
    placement and the reference end points, on the same pilot noises. It only ever accepts a better
    point, so on the pilot noises the result is never worse than uniform-in-logSNR steps.
 
-Everything is measured on the model and its pilot noises, never on data or an exact solution. The
-pilot's network calls (``PilotSteps.nfe``, each on the batch of pilot noises) are a one-off cost per
-model, sampler and step count, amortised over every sample drawn afterwards.
+Everything is measured on the model and its pilot noises, never on data or an exact solution, and the
+network is never asked about t < t_min. The pilot's network calls (each on the batch of pilot noises)
+are a one-off cost per model, sampler, step count and guidance, amortised over every sample drawn after.
 
-Use::
+A ``Pilot`` is a value: the times it chose per step count and what it was fitted for. Use it as a
+placement, keep it in a file::
 
-    pilot = pilot_steps.fit(model, (128, 3, 8, 8), schedule="linear", sampler="dpmpp_2m")
-    x = multidiff.sample(model, shape, schedule="linear", sampler="dpmpp_2m", steps=10, placement="pilot")
-
-``fit`` makes the new pilot the one that ``placement="pilot"`` uses; asking it for a step count it
-has not tuned yet tunes it then, with more network calls.
+    pilot = pilot_steps.fit(model, (64, 3, 8, 8), schedule="linear", sampler="dpmpp_2m", steps=[6, 10])
+    x = multidiff.sample(model, shape, schedule="linear", sampler="dpmpp_2m", steps=10, placement=pilot)
+    pilot.save("pilot.json"); pilot = pilot_steps.Pilot.load("pilot.json")
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
+from typing import Callable, Iterable
 
 import torch
 
 from . import parameterizations, samplers, schedules
 from . import steps as placements
+from .guidance import guided
 from .parameterizations import Denoiser
 from .sampling import device_of
 from .schedules import interp
 
 REFERENCE_SAMPLER = "dpmpp_3m"
 REFERENCE_STEPS = 400
-LOGSNR_BOTTOM = 20.0    # sigma~ = exp(-10): far below the spread of any data the model was trained on
+LOGSNR_BOTTOM = 20.0    # where the reference stops for a model exact at every level (t_min = 0)
 SEARCH_STEPS = (2.0, 2.0, 0.25)    # first moves of the pattern search in a, b (logSNR) and gamma
 SEARCH_HALVINGS = 3     # the moves halve this often before the search stops (a, b to 0.25 in logSNR)
+FORMAT = "multidiff-pilot/1"
 
-_active: PilotSteps | None = None
 
+class Pilot:
+    """A fitted placement, called as ``pilot(schedule, steps) -> times`` for the step counts it was tuned for.
 
-class PilotSteps:
-    """A fitted pilot; call it as a placement ``pilot(schedule, steps, t_max=1.0) -> times``.
-
-    ``tuned[steps]`` holds the chosen (a, b, gamma) and its pilot error; ``nfe`` counts the network
-    calls spent so far (``reference_nfe`` of them on the reference solve).
+    fitted_for: what the times were fitted for (schedule, sampler, t_min, prediction, guidance, pilot
+    batch, and anything its maker adds, e.g. a checkpoint hash). tuned[steps]: the times and the search's
+    result, dict(times, a, b, gamma, pilot_error, tuning_nfe). reference_nfe: the reference solve's calls.
     """
 
-    def __init__(self, denoise, schedule, sampler: str, start: torch.Tensor):
+    def __init__(self, fitted_for: dict, reference_nfe: int, tuned: dict[int, dict]):
+        self.fitted_for = dict(fitted_for)
+        self.reference_nfe = int(reference_nfe)
+        self.tuned = {int(n): dict(entry) for n, entry in tuned.items()}
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted(self.tuned)
+
+    @property
+    def nfe(self) -> int:
+        """Network calls the fit cost, each on the batch of pilot noises."""
+        return self.reference_nfe + sum(entry["tuning_nfe"] for entry in self.tuned.values())
+
+    def __call__(self, schedule, steps: int) -> torch.Tensor:
+        if repr(schedules.get(schedule)) != self.fitted_for["schedule"]:
+            raise ValueError(f"this pilot was fitted for the schedule {self.fitted_for['schedule']}, not {schedule!r}")
+        if steps not in self.tuned:
+            raise ValueError(f"this pilot was fitted for {', '.join(map(str, self.steps))} steps, not {steps!r}: "
+                             "fit one for that step count")
+        return torch.tensor(self.tuned[steps]["times"], dtype=torch.float64)
+
+    def __repr__(self) -> str:
+        return f"Pilot(sampler={self.fitted_for.get('sampler')!r}, steps={self.steps}, nfe={self.nfe})"
+
+    def save(self, path: str | Path) -> None:
+        """Write the pilot as JSON (the times as exact float64 decimals), replacing ``path`` only once complete."""
+        doc = {"format": FORMAT, "fitted_for": self.fitted_for, "reference_nfe": self.reference_nfe,
+               "tuned": {str(n): self.tuned[n] for n in self.steps}}
+        tmp = Path(f"{path}.tmp")
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Pilot:
+        """A pilot saved by ``save``; a ValueError naming the file for anything else."""
+        try:
+            doc = json.loads(Path(path).read_text())
+            if doc.get("format") != FORMAT:
+                raise ValueError(f"no {FORMAT!r} format tag")
+            pilot = cls(doc["fitted_for"], doc["reference_nfe"], doc["tuned"])
+            for n, entry in pilot.tuned.items():
+                times = torch.tensor(entry["times"], dtype=torch.float64)
+                if times.shape != (n + 1,) or times[-1] != 0 or not bool((times[1:] < times[:-1]).all()):
+                    raise ValueError(f"the times for {n} steps do not fall strictly to 0")
+                entry["tuning_nfe"] = int(entry["tuning_nfe"])
+            if not isinstance(pilot.fitted_for.get("schedule"), str):
+                raise ValueError("it names no schedule")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            what = e.strerror if isinstance(e, OSError) and e.strerror else e
+            raise ValueError(f"{path} is not a readable multidiff pilot: {what}") from None
+        return pilot
+
+
+def fit(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int | Iterable[int] = 10,
+        prediction="eps", cond: torch.Tensor | None = None,
+        guidance_scale: float = 1.0, t_min: float = placements.T_MIN, generator: torch.Generator | None = None,
+        progress: Callable[[str], None] | None = None, reference_steps: int = REFERENCE_STEPS) -> Pilot:
+    """Fit a pilot placement for ``model`` (called as ``multidiff.sample`` calls it) and ``sampler``.
+
+    shape: (pilot batch, ...) like the samples to come; a few dozen pilot noises are enough, drawn from
+    ``generator`` (seed 0 if None). prediction: a name or a ``multidiff.parameterizations`` object.
+    steps: the step count(s) to tune. cond, guidance_scale: labels of the
+    pilot batch and the guidance the samples will use. t_min: the smallest trained time (as in
+    ``multidiff.sample``). progress: called with a line per stage, network calls included. reference_steps:
+    the reference solve's steps (fewer make a cheaper, coarser pilot for an expensive network).
+    """
+    schedule = schedules.get(schedule)
+    samplers.get(sampler)
+    prediction = parameterizations.get(prediction)
+    counts = sorted({steps} if isinstance(steps, int) else set(steps))
+    if not counts or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in counts):
+        raise ValueError(f"steps must be positive integers, got {steps!r}")
+    if not 0 <= t_min < 1:
+        raise ValueError(f"t_min must be in [0, 1), got {t_min}")
+    shape = tuple(int(n) for n in shape)
+    if len(shape) < 1 or min(shape) < 1:
+        raise ValueError(f"shape must be (pilot batch, ...) with positive sizes, got {shape}")
+    if cond is not None and tuple(cond.shape) != shape[:1]:
+        raise ValueError(f"cond must be a LongTensor of shape ({shape[0]},), got {tuple(cond.shape)}")
+    say = progress or (lambda line: None)
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+    start = (noise * float(schedule.sigma(torch.tensor(1.0, dtype=torch.float64)))).to(device_of(model))
+    denoiser = guided(Denoiser(model, schedule, prediction), guidance_scale)
+    cond = None if cond is None else cond.to(start.device)
+    fitted_for = {"schedule": repr(schedule), "sampler": sampler, "t_min": t_min, "prediction": repr(prediction),
+                  "guidance_scale": guidance_scale, "pilot_batch": shape[0]}
+    with torch.no_grad():
+        say(f"pilot: reference solve, {reference_steps} network calls on {shape[0]} pilot noises")
+        search = _Search(lambda x, t: denoiser(x, t, cond), schedule, sampler, start, t_min, reference_steps)
+        tuned = {}
+        for n in counts:
+            before = search.nfe
+            (a, b, gamma), error = search.tune(n)
+            tuned[n] = dict(times=search.times(n, a, b, gamma).tolist(), a=a, b=b, gamma=gamma, pilot_error=error,
+                            tuning_nfe=search.nfe - before)
+            say(f"pilot: tuned {n} steps in {tuned[n]['tuning_nfe']} network calls (pilot error {error:.3g})")
+    return Pilot(fitted_for, search.reference_nfe, tuned)
+
+
+class _Search:
+    """The reference solve on the pilot noises and the pattern search over the placement family."""
+
+    def __init__(self, denoise, schedule, sampler: str, start: torch.Tensor, t_min: float,
+                 reference_steps: int = REFERENCE_STEPS):
         self.denoise = denoise
         self.schedule = schedule
         self.sampler = sampler
         self.start = start
         self.nfe = 0
-        self.tuned: dict[int, tuple[tuple[float, float, float], float]] = {}
-        self._measure()
-
-    @torch.no_grad()
-    def __call__(self, schedule, steps: int, t_max: float = 1.0) -> torch.Tensor:
-        if repr(schedules.get(schedule)) != repr(self.schedule):
-            raise ValueError(f"this pilot was fitted for the schedule {self.schedule!r}, not {schedule!r}")
-        if t_max != 1.0:
-            raise ValueError(f"a pilot placement starts at t = 1 (pure noise), got t_max = {t_max}")
-        steps = placements.check_count(steps)
-        if steps not in self.tuned:
-            self.tuned[steps] = self._tune(steps)
-        return self.times(steps, *self.tuned[steps][0])
+        self._measure(t_min, reference_steps)
 
     def times(self, steps: int, a: float, b: float, gamma: float) -> torch.Tensor:
         """The family's placement: t = 1, then steps - 1 times at equal shares of m^gamma on [a, b], then 0."""
@@ -86,6 +186,8 @@ class PilotSteps:
         if steps == 2:
             shares = ends[1:]
         inner = self.schedule.t_from_logsnr(interp(shares, cdf, lam))
+        if steps > 1:
+            inner[-1] = max(float(inner[-1]), self.t_bottom)     # b = bottom must not round below t_min
         t = torch.cat([torch.ones(1, dtype=torch.float64), inner, torch.zeros(1, dtype=torch.float64)])
         if not bool((t[1:] < t[:-1]).all()):
             raise ValueError(f"(a, b) = ({a}, {b}) gives times that do not fall strictly: {t.tolist()}")
@@ -101,13 +203,18 @@ class PilotSteps:
         self.nfe += 1
         return self.denoise(x, t)
 
-    def _measure(self) -> None:
+    def _measure(self, t_min: float, n: int) -> None:
         """The reference solve: end points and the RMS speed of D per unit logSNR along the path."""
         top = self.schedule.logsnr(torch.tensor(1.0, dtype=torch.float64))
         if not torch.isfinite(top):      # zero terminal SNR: the grid starts where uniform-in-t steps would
-            top = self.schedule.logsnr(torch.tensor(1.0 - 1.0 / REFERENCE_STEPS, dtype=torch.float64))
-        bottom = min(LOGSNR_BOTTOM, float(self.schedule.logsnr(torch.tensor(1e-9, dtype=torch.float64))))
-        self.lam = torch.linspace(float(top), bottom, REFERENCE_STEPS, dtype=torch.float64)
+            top = self.schedule.logsnr(torch.tensor(1.0 - 1.0 / n, dtype=torch.float64))
+        if t_min > 0:
+            self.t_bottom = t_min
+            bottom = float(self.schedule.logsnr(torch.tensor(t_min, dtype=torch.float64)))
+        else:
+            bottom = min(LOGSNR_BOTTOM, float(self.schedule.logsnr(torch.tensor(1e-9, dtype=torch.float64))))
+            self.t_bottom = float(self.schedule.t_from_logsnr(torch.tensor(bottom, dtype=torch.float64)))
+        self.lam = torch.linspace(float(top), bottom, n, dtype=torch.float64)
         seen: list[torch.Tensor] = []
 
         def recording(x, t):
@@ -116,19 +223,18 @@ class PilotSteps:
             return d
 
         t = torch.cat([self.schedule.t_from_logsnr(self.lam), torch.zeros(1, dtype=torch.float64)])
-        t[0] = 1.0
+        t[0], t[-2] = 1.0, self.t_bottom
         self.reference = samplers.get(REFERENCE_SAMPLER)(recording, self.start, t, self.schedule).to(torch.float64)
-        d = torch.stack(seen[:REFERENCE_STEPS])
+        d = torch.stack(seen[:n])
         self.speed = d.diff(dim=0).pow(2).mean(dim=tuple(range(1, d.ndim))).sqrt() / self.lam.diff()
         self.reference_nfe = self.nfe
 
-    def _tune(self, steps: int) -> tuple[tuple[float, float, float], float]:
+    def tune(self, steps: int) -> tuple[tuple[float, float, float], float]:
         """((a, b, gamma), pilot error): a pattern search from uniform-in-logSNR steps."""
         top, bottom = float(self.lam[0]), float(self.lam[-1])
         if steps == 1:
-            return (top, top, 0.0), self.error(self.times(1, top, top, 0.0))
-        b = min(float(self.schedule.logsnr(torch.tensor(placements.T_MIN, dtype=torch.float64))), bottom)
-        point = (top + (b - top) / (steps - 1), b, 0.0)
+            return (top, bottom, 0.0), self.error(self.times(1, top, bottom, 0.0))
+        point = (top + (bottom - top) / (steps - 1), bottom, 0.0)
         seen: dict[tuple[float, float, float], float] = {}
 
         def cost(p: tuple[float, float, float]) -> float:
@@ -157,36 +263,3 @@ class PilotSteps:
         return point, best
 
 
-def fit(model, shape, *, schedule, sampler: str = "dpmpp_2m", prediction="eps",
-        generator: torch.Generator | None = None) -> PilotSteps:
-    """Run the pilot's reference solve for ``model`` (as ``multidiff.sample`` calls it) on noises of ``shape``.
-
-    shape: (pilot batch, ...) like the samples to come; a few dozen pilot noises are enough. The
-    pilot noises are drawn from ``generator`` (seed 0 if None). prediction: a name or a
-    ``multidiff.parameterizations`` object. The new pilot becomes the one that ``placement="pilot"`` uses.
-    """
-    global _active
-    schedule = schedules.get(schedule)
-    samplers.get(sampler)
-    prediction = parameterizations.get(prediction)
-    shape = tuple(int(n) for n in shape)
-    if len(shape) < 1 or min(shape) < 1:
-        raise ValueError(f"shape must be (pilot batch, ...) with positive sizes, got {shape}")
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
-    noise = torch.randn(shape, generator=generator, dtype=torch.float32)
-    start = noise * float(schedule.sigma(torch.tensor(1.0, dtype=torch.float64)))
-    denoiser = Denoiser(model, schedule, prediction)
-    with torch.no_grad():
-        _active = PilotSteps(lambda x, t: denoiser(x, t, None), schedule, sampler, start.to(device_of(model)))
-    return _active
-
-
-def _fitted_pilot(schedule, steps: int, t_max: float = 1.0) -> torch.Tensor:
-    """The placement of the pilot fitted last (see ``fit``)."""
-    if _active is None:
-        raise ValueError("no pilot fitted: call multidiff.pilot_steps.fit(model, shape, schedule=...) first")
-    return _active(schedule, steps, t_max)
-
-
-placements.register("pilot", _fitted_pilot)

@@ -34,14 +34,18 @@ DEFAULT_PLACEMENT = {
 
 
 def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20, prediction="eps",
-           cond=None, guidance_scale: float = 1.0, noise=None, generator=None, **options) -> torch.Tensor:
+           cond=None, guidance_scale: float = 1.0, noise=None, generator=None, t_min: float = placements.T_MIN,
+           **options) -> torch.Tensor:
     """Draw samples of ``shape`` (batch first) from ``model(x_t, t, cond) -> prediction``.
 
     schedule: a ``multidiff.schedules`` name or Schedule. prediction: a ``multidiff.parameterizations``
     name or Prediction (e.g. ``EDMPrediction(sigma_data=1.0)``). noise: the standard-normal starting
     tensor of ``shape`` (float64 noise keeps the whole run in float64); else drawn per sample on the
-    model's device. options: ``placement`` (a ``multidiff.steps`` name; default per sampler in
-    DEFAULT_PLACEMENT), ``first_index`` (index of this batch's first sample within a larger set drawn in
+    model's device. t_min: the smallest time the network was trained on (1e-3 unless the run's
+    ``diffusion.t_min`` says otherwise): no step goes below it, the last one returns D there, and a
+    placement that asks for less is an error (0 only for a model exact at every noise level).
+    options: ``placement`` (a ``multidiff.steps`` name or a callable ``(schedule, steps) -> times`` such as
+    a fitted ``multidiff.pilot_steps.Pilot``; default per sampler in DEFAULT_PLACEMENT), ``first_index`` (index of this batch's first sample within a larger set drawn in
     chunks with generators of one seed: chunked draws then equal one batch), and the sampler's own
     keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order, variant). Editing (``multidiff.editing``):
     ``init`` and ``strength`` (SDEdit), ``known``, ``known_mask`` and ``resample`` (inpainting).
@@ -58,8 +62,9 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
     if cond is not None and tuple(cond.shape) != shape[:1]:
         raise ValueError(f"cond must be a LongTensor of shape ({shape[0]},), got {tuple(cond.shape)}")
     edit = editing.request(shape, options)
-    name = options.pop("placement", DEFAULT_PLACEMENT[sampler])
-    times = edit.times(lambda t_max: _placement(name, schedule, steps, t_max), schedule)
+    placement = options.pop("placement", DEFAULT_PLACEMENT[sampler])
+    times = edit.times(lambda t_max: placements.times_for(placement, schedule, steps, t_min=t_min, t_max=t_max),
+                       schedule)
     first_index = int(options.pop("first_index", 0))
     parameters = inspect.signature(run).parameters
     accepted = set(parameters) - {"denoise", "x", "times", "schedule", "noise", "step_hook"}
@@ -97,17 +102,6 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
         kwargs["step_hook"] = step_hook
     with torch.no_grad():
         return run(denoise, x, times, schedule, **kwargs)
-
-
-def _placement(name: str, schedule, steps: int, t_max: float = 1.0) -> torch.Tensor:
-    place = placements.get(name)
-    times = place(schedule, steps) if t_max == 1.0 else place(schedule, steps, t_max=t_max)
-    ok = (times.ndim == 1 and len(times) == steps + 1 and times[-1] == 0 and bool((times[1:] < times[:-1]).all())
-          and times[0] <= t_max)
-    if not ok:
-        raise ValueError(f"step placement {name!r} returned {times.tolist()}: need {steps + 1} times falling "
-                         "strictly from at most 1 to exactly 0")
-    return times.to(torch.float64)
 
 
 def device_of(model, cond=None) -> torch.device:

@@ -17,7 +17,8 @@ import torch
 from .parameterizations import Prediction
 from .schedules import Schedule
 
-T_MIN = 1e-3   # uniform times stay off t = 0 (logSNR = +inf there): the smallest step of a 1000-step grid
+T_MIN = 1e-3   # uniform times stay off t = 0 (logSNR = +inf there): the smallest step of a 1000-step grid;
+               # sampling never asks the network below the t_min it was trained with (multidiff.steps)
 
 
 class Weighting:
@@ -25,9 +26,9 @@ class Weighting:
 
     name = ""
 
-    def times(self, schedule: Schedule, batch: int, *, generator=None, device=None) -> torch.Tensor:
-        """Training times t (B,) float64."""
-        return torch.rand(batch, generator=generator, dtype=torch.float64, device=device).clamp(min=T_MIN)
+    def times(self, schedule: Schedule, batch: int, *, generator=None, device=None, t_min: float = T_MIN) -> torch.Tensor:
+        """Training times t (B,) float64 in [t_min, 1]."""
+        return torch.rand(batch, generator=generator, dtype=torch.float64, device=device).clamp(min=t_min)
 
     def weight(self, prediction: Prediction, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Per-example weight (B,) on the squared error of ``prediction``'s target."""
@@ -72,7 +73,8 @@ class EDMWeighting(Weighting):
             raise ValueError(f"edm weighting needs sigma_data > 0 and p_std > 0, got {sigma_data}, {p_std}")
         self.sigma_data, self.p_mean, self.p_std = float(sigma_data), float(p_mean), float(p_std)
 
-    def times(self, schedule, batch, *, generator=None, device=None):
+    def times(self, schedule, batch, *, generator=None, device=None, t_min: float = T_MIN):
+        """EDM's log-normal noise levels, mapped to times (their tail may fall below ``t_min``)."""
         log_s = self.p_mean + self.p_std * torch.randn(batch, generator=generator, dtype=torch.float64, device=device)
         return schedule.t_from_logsnr(-2.0 * log_s)
 

@@ -84,7 +84,8 @@ def test_each_eval_gets_its_own_file_and_settings(run, tmp_path):
     records = evaluations.read_records(run)
     assert [r["file"] for r in records][-2:] == ["eval_step000024_01.json", "eval_step000024_02.json"]
     a, b = records[-2:]
-    assert a["settings"] == {"sampler": "ddim", "steps": 3, "guidance": 1.0, "seed": 1} and b["settings"]["seed"] == 2
+    assert a["settings"] == {"sampler": "ddim", "steps": 3, "guidance": 1.0, "seed": 1, "placement": "default",
+                             "t_min": 1e-3} and b["settings"]["seed"] == 2
     assert a["frechet"] != b["frechet"]                                        # another seed, other samples
     assert f"frechet: {a['frechet']:.6g}" in first.output
     latest = json.loads((run / "eval.json").read_text())

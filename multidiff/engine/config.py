@@ -41,6 +41,7 @@ ENGINE_DEFAULTS = {
         "p_mean": -1.2,
         "p_std": 1.2,
         "cond_drop": 0.0,           # fraction of labels replaced by -1 (classifier-free guidance)
+        "t_min": 1e-3,              # smallest training time; sampling never asks the network below it
     },
     "train": {
         "batch_size": 64,           # global: examples per optimizer step over all processes
@@ -69,6 +70,9 @@ ENGINE_DEFAULTS = {
         "sampler": "dpmpp_2m",
         "steps": 25,
         "guidance": 1.0,
+        "placement": "",            # a multidiff.steps name or "pilot"; "" = the sampler's own
+        "eta": -1.0,                # ddim, euler_ancestral, dpmpp_2m_sde noise; < 0 = the sampler's own
+        "churn": 0.0,               # heun's s_churn
         "n": 16,                    # samples in a preview
         "batch_size": 256,          # samples generated at once
     },
@@ -257,6 +261,9 @@ def validate(cfg: dict) -> None:
     except ValueError as err:
         raise UserError(f"[diffusion]: {err}") from None
     validate_sampler(cfg["sample"]["sampler"])
+    validate_sampling_options(cfg["sample"])
+    if not 0.0 <= cfg["diffusion"]["t_min"] < 1.0:
+        raise UserError(f"diffusion.t_min must be in [0, 1), got {cfg['diffusion']['t_min']}")
     train = cfg["train"]
     for key in ("train.steps", "train.batch_size", "train.grad_accum", "train.log_every", "train.ckpt_every",
                 "sample.steps", "sample.n", "sample.batch_size"):
@@ -304,6 +311,13 @@ def check_seed(value: int, name: str) -> None:
     """A seed must fit torch's generators and multidiff's derived seeds: 0 to 2**63 - 1."""
     if not 0 <= value <= MAX_SEED:
         raise UserError(f"{name} must be an integer in [0, 2**63 - 1], got {value}")
+
+
+def validate_sampling_options(sample: dict) -> None:
+    """Check ``[sample]``'s placement, eta and churn against its sampler (keys missing in old runs: skipped)."""
+    from multidiff.engine.sampling_options import check
+
+    check(sample["sampler"], sample.get("placement", ""), sample.get("eta", -1.0), sample.get("churn", 0.0))
 
 
 def _read_toml(path: Path) -> dict:

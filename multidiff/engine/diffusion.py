@@ -18,13 +18,15 @@ class Diffusion:
     schedule: Schedule
     prediction: Prediction
     weighting: Weighting
+    t_min: float = weightings.T_MIN    # the smallest time trained on, so the smallest one sampling asks for
 
 
 def from_config(dc: dict) -> Diffusion:
     """Schedule, prediction and weighting of a ``[diffusion]`` section (names checked by config.validate)."""
     return Diffusion(schedule=schedules.get(dc["schedule"], **dc["schedule_args"]),
                      prediction=_built(parameterizations.PREDICTIONS[dc["prediction"]], dc),
-                     weighting=_built(weightings.WEIGHTINGS[dc["weighting"]], dc))
+                     weighting=_built(weightings.WEIGHTINGS[dc["weighting"]], dc),
+                     t_min=dc.get("t_min", weightings.T_MIN))
 
 
 def _built(cls, dc: dict):

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from multidiff import mask_conditioning
 from multidiff import modality as modality_registry
 from multidiff.cache import cache_dir
-from multidiff.engine import checkpoint
+from multidiff.engine import checkpoint, sampling_options
 from multidiff.engine.conditions import class_labels
 from multidiff.engine.config import check_guidance, check_seed, validate_sampler
 from multidiff.engine.diffusion import from_config
@@ -69,14 +69,16 @@ def load_run(run_or_ckpt: str | Path, device: torch.device | str = "cpu") -> Run
 
 @torch.no_grad()
 def draw(run: Run, labels: torch.Tensor | None, n: int, *, sampler: str, steps: int, guidance: float,
-         seed: int, progress: bool = False) -> torch.Tensor:
+         seed: int, progress: bool = False, **options) -> torch.Tensor:
     """``n`` decoded samples (data space) from ``run`` with the given class labels, in chunks of
-    ``sample.batch_size``; ``progress``: a bar over the network evaluations on stderr."""
+    ``sample.batch_size``; ``progress``: a bar over the network evaluations on stderr; ``options`` go to
+    ``multidiff.sample`` (``sampling_options.options``: placement, eta, s_churn, t_min)."""
     from multidiff.sampling import sample
 
     cfg, device = run.cfg, next(run.model.parameters()).device
     diffusion = from_config(cfg["diffusion"])
     shape = tuple(cfg["dataset"]["encoded_shape"])
+    options.setdefault("t_min", diffusion.t_min)
     chunk = cfg["sample"]["batch_size"]
     calls = -(-n // chunk) * (2 * steps - 1 if sampler == "heun" else steps)  # see multidiff.samplers (NFE)
     with tqdm(total=calls, disable=not progress, unit="step", desc="sampling", dynamic_ncols=True) as bar:
@@ -87,7 +89,8 @@ def draw(run: Run, labels: torch.Tensor | None, n: int, *, sampler: str, steps: 
             cond = None if labels is None else labels[i:i + size].to(device)
             z = sample(model, (size, *shape), schedule=diffusion.schedule, sampler=sampler, steps=steps,
                        prediction=diffusion.prediction, cond=cond, guidance_scale=guidance,
-                       generator=torch.Generator().manual_seed(seed), first_index=i)
+                       generator=torch.Generator().manual_seed(seed), first_index=i,
+                       **options)
             out.append(run.encoder.decode(z.float()).cpu())
     return torch.cat(out)
 
@@ -106,10 +109,12 @@ class _Counting(nn.Module):
 
 def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | None = None,
              guidance: float | None = None, cond=None, seed: int = 0, out_dir: str | Path | None = None,
-             device: str | None = None) -> dict:
+             device: str | None = None, placement: str | None = None, eta: float | None = None,
+             churn: float | None = None) -> dict:
     """Draw ``n`` samples; with ``out_dir``, write them (Modality.write) and a preview PNG.
 
-    Unset sampling options come from the run's ``[sample]`` section. Returns
+    Unset sampling options come from the run's ``[sample]`` section (placement "pilot": see
+    ``multidiff.engine.sampling_options``). Returns
     ``dict(x=decoded samples, labels=LongTensor or None, paths=written files)``.
     """
     if n < 1:
@@ -127,8 +132,10 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
     labels = class_labels(n, run.cfg, cond)
     if out_dir is not None:
         out_dir = _writable_folder(Path(out_dir))
-    x = draw(run, labels, n, sampler=sampler, steps=steps or defaults["steps"],
-             guidance=defaults["guidance"] if guidance is None else guidance, seed=seed, progress=True)
+    steps, guidance = steps or defaults["steps"], defaults["guidance"] if guidance is None else guidance
+    options = sampling_options.options(run, run_or_ckpt, sampler=sampler, steps=steps, guidance=guidance,
+                                       placement=placement, eta=eta, churn=churn)
+    x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=True, **options)
     paths = []
     if out_dir is not None:
         shown = min(n, defaults["n"])
@@ -166,11 +173,13 @@ def _removed_on_failure(folder: Path):
 
 def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = None, *, sampler: str | None = None,
              steps: int | None = None, guidance: float | None = None, seed: int = 0,
-             out: str | Path | None = None) -> dict[str, float]:
+             out: str | Path | None = None, placement: str | None = None, eta: float | None = None,
+             churn: float | None = None) -> dict[str, float]:
     """The modality's metrics on ``n`` samples (default ``eval.n``) balanced over the classes, drawn with
     the given sampling settings (unset ones from the run's ``[sample]``), and, for a run with an
     autoencoder, on ``n`` test examples through it (``autoencoder_*``, the ceiling of the samples'). A run
-    directory's evaluation is written to its own file (see multidiff.engine.evaluations), or to ``out``."""
+    directory's evaluation is written to its own file (see multidiff.engine.evaluations), or to ``out``.
+    placement, eta, churn: as in ``generate``."""
     from multidiff.engine import evaluations
 
     run = load_run(run_dir, device or default_device())
@@ -181,7 +190,11 @@ def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = Non
     validate_sampler(settings["sampler"])
     check_seed(seed, "seed")
     check_guidance(settings["guidance"], "guidance")
-    metrics = score(run, n, **settings, progress=True)
+    options = sampling_options.options(run, run_dir, sampler=settings["sampler"], steps=settings["steps"],
+                                       guidance=settings["guidance"], placement=placement, eta=eta, churn=churn)
+    metrics = score(run, n, **settings, progress=True, **options)
+    settings.update({k: v for k, v in options.items() if k != "placement"},
+                    placement=placement or s.get("placement", "") or "default")
     if run.cfg.get("kind") != "autoencoder":  # the ceiling of a latent run's representation
         metrics.update(reconstruction_metrics(run, n, _evaluation_cache(run)))
     if Path(run_dir).is_dir():
@@ -190,13 +203,13 @@ def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = Non
 
 
 def score(run: Run, n: int, *, sampler: str, steps: int, guidance: float, seed: int,
-          progress: bool = False) -> dict[str, float]:
+          progress: bool = False, **options) -> dict[str, float]:
     """The modality's metrics on ``n`` samples of ``run`` balanced over the classes; for an autoencoder
     run, on ``n`` test examples through it (``autoencoder_*``)."""
     if run.cfg.get("kind") == "autoencoder":
         return reconstruction_metrics(run, n, _evaluation_cache(run))
     labels = class_labels(n, run.cfg)
-    x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=progress)
+    x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=progress, **options)
     return {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, _evaluation_cache(run)).items()}
 
 

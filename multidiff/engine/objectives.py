@@ -39,7 +39,8 @@ class DiffusionObjective:
         """Diffusion times, noise and dropped-label flags for every example of the global batch of ``step``."""
         dc, batch = self.cfg["diffusion"], self.cfg["train"]["batch_size"]
         gen = torch.Generator(device).manual_seed(derived_seed(self.cfg["train"]["seed"], 2, step))
-        t = self.diffusion.weighting.times(self.diffusion.schedule, batch, generator=gen, device=device)
+        t = self.diffusion.weighting.times(self.diffusion.schedule, batch, generator=gen, device=device,
+                                           t_min=self.diffusion.t_min)
         noise = torch.randn((batch, *self.cfg["dataset"]["encoded_shape"]), generator=gen, device=device)
         dropped = None
         if dc["cond_drop"] > 0 and self.cfg["dataset"]["class_names"]:
