@@ -57,6 +57,8 @@ def run(tmp_path_factory):
     ("sample.batch_size=0", "sample.batch_size must be at least 1"),
     ("train.warmup_steps=-1", "train.warmup_steps must be at least 0"),
     ("train.weight_decay=-0.1", "train.weight_decay must be a finite number at least 0"),
+    ("model.hidden=0", "model.hidden must be at least 1, got 0"),
+    ("model.depth=-2", "model.depth must be at least 1, got -2"),
 ])
 def test_out_of_range_settings_are_refused_before_anything_is_written(setting, words, tmp_path):
     line = one_error_line(invoke("train", "toy2d", "--preset", "quick", "--set", setting, "--out", tmp_path / "r"))

@@ -280,6 +280,7 @@ def validate(cfg: dict) -> None:
         raise UserError(f"train.lr must be in (0, 1], got {train['lr']}")
     check_seed(train["seed"], "train.seed")
     check_guidance(cfg["sample"]["guidance"], "sample.guidance")
+    _check_model_sizes(cfg["model"])
     if train["eval_every"] < 0 or train["eval_n"] < 2:
         raise UserError(f"train.eval_every must be at least 0 and train.eval_n at least 2, got "
                         f"{train['eval_every']} and {train['eval_n']}")
@@ -292,6 +293,15 @@ def validate(cfg: dict) -> None:
         raise UserError(f"train.ema_decay must be in [0, 1), got {train['ema_decay']}")
     if not 0.0 <= cfg["diffusion"]["cond_drop"] <= 1.0:
         raise UserError(f"diffusion.cond_drop must be in [0, 1], got {cfg['diffusion']['cond_drop']}")
+
+
+def _check_model_sizes(model: dict) -> None:
+    """Network sizes are whole numbers of at least 1 (widths, depths, heads, channel multipliers);
+    level indices (``attn_levels``) and rates are checked where they are read."""
+    for key, value in model.items():
+        sizes = value if key == "channel_mult" else [value]
+        if key != "attn_levels" and any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in sizes):
+            raise UserError(f"model.{key} must be at least 1, got {value}")
 
 
 def validate_sampler(name: str) -> None:
