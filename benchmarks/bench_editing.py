@@ -73,7 +73,7 @@ def audio(run, args):
     train, test = data.load(run.cfg, "train"), data.load(run.cfg, "test")
     chosen = pick(args.n, len(test))
     x, labels = test.x[chosen], test.labels[chosen]
-    net = trained_classifier(train, cache_dir("audio"), int(run.cfg.get("eval", {}).get("classifier_steps", 600)))
+    net = trained_classifier(run.cfg, train, run.encoder, cache_dir("audio"))
     length = x.shape[-1]
     keep = torch.ones(1, 1, length)
     keep[..., int(0.3 * length): int(0.7 * length)] = 0
