@@ -2,31 +2,24 @@
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 import multidiff.sampling
 from multidiff import steps
-from multidiff.cli import main
 from multidiff.engine import checkpoint
 from multidiff.engine.config import load_recipe
 from multidiff.engine.errors import UserError
 from multidiff.pilot_steps import Pilot
+
+from cli_helpers import invoke, train_toy2d
 
 TINY = ["model.hidden=16", "model.depth=1", "model.time_dim=8", "data.n_train=256", "data.n_test=256",
         "train.batch_size=32", "train.steps=20", "train.ckpt_every=100", "train.sample_every=0", "sample.n=8",
         "sample.steps=4", "sample.sampler=ddim", "sample.placement=karras", "sample.eta=0.3"]
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pilot_cli") / "run"
-    result = invoke("train", "toy2d", "--preset", "quick", *[a for item in TINY for a in ("--set", item)], "--out", out)
-    assert result.exit_code == 0, result.output
-    return out
+    return train_toy2d(tmp_path_factory.mktemp("pilot_cli") / "run", TINY)
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from multidiff.cli import main
 from multidiff.engine import evaluations
 from multidiff.engine.checkpoint import read_metadata
 from multidiff.engine.config import load_recipe
@@ -23,21 +21,16 @@ from multidiff.report.ceilings import DECODED, REAL, split_ceilings
 from multidiff.report.charts import Series, line_chart, nice_ticks
 from multidiff.report.media import log_spectrogram
 
+from cli_helpers import invoke, train_toy2d
+
 TINY = ["model.hidden=16", "model.depth=1", "model.time_dim=8", "data.n_train=256", "data.n_test=256",
         "train.batch_size=32", "train.steps=24", "train.log_every=2", "train.ckpt_every=12", "sample.n=16",
         "sample.steps=3", "train.eval_every=6", "train.eval_n=64", "train.best_metric=frechet"]
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "run"
-    result = invoke("train", "toy2d", "--preset", "quick", *[a for s in TINY for a in ("--set", s)], "--out", out)
-    assert result.exit_code == 0, result.output
-    return out
+    return train_toy2d(tmp_path_factory.mktemp("report") / "run", TINY)
 
 
 def test_evaluation_during_training_logs_every_eval_and_keeps_the_best(run):
