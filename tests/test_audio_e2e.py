@@ -1,7 +1,6 @@
 """Audio end to end through the engine API on the synthetic tones, and the audio evaluation."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,5 +1,4 @@
 """Editing trained runs from files: readers, mask specs, mask-conditioned training, the `edit` command."""
-import math
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +121,16 @@ def test_completing_a_partial_cloud_keeps_its_points(tmp_path):
     done = np.load([p for p in paths if p.suffix == ".npy"][0])
     expected = unit_sphere(partial.numpy()).apply(partial.numpy())       # the recipe's per-cloud normalisation
     assert done.shape == (32, 3) and np.allclose(done[:12], expected, atol=1e-5)
+
+    whole = torch.randn(32, 3)                                            # a cloud file edited through the CLI
+    np.save(tmp_path / "whole.npy", whole.numpy())
+    result = CliRunner().invoke(main, ["edit", str(run_dir), "--input", str(tmp_path / "whole.npy"), "--mask",
+                                       "keep=plane:z>0", "--cond", "category=torus", "--out", str(tmp_path / "cut")])
+    assert result.exit_code == 0, result.output
+    edited = np.load(next((tmp_path / "cut").glob("*.npy")))
+    normalised = unit_sphere(whole.numpy()).apply(whole.numpy())
+    kept = normalised[:, 2] > 0                                           # same order: 32 points, none dropped
+    assert edited.shape == (32, 3) and np.allclose(edited[kept], normalised[kept], atol=1e-5)
 
 
 def test_the_edit_command_writes_files_and_refuses_bad_input_in_one_line(image_run, tmp_path):

@@ -1,7 +1,6 @@
 """Points end to end through the engine API on the synthetic primitives, and the points evaluation."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -22,6 +22,7 @@ from multidiff.modality import Encoder, Modality
 
 from . import io
 from .data import PointCloudSet, cache_root, load_folder
+from .edit import points_mask, read_cloud
 from .metrics import set_metrics
 from .normalize import check_protocol, global_standardisation
 from .synthetic import primitives
