@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from multidiff import modality as modality_registry
 from multidiff.engine import checkpoint, distributed, objectives
-from multidiff.engine.config import ENGINE_DEFAULTS, is_argument_table
+from multidiff.engine.config import is_argument_table
 from multidiff.engine.data import GlobalBatches, derived_seed, make_loader
 from multidiff.engine.ema import EMA
 from multidiff.engine.evaluations import TrainingEvaluation
@@ -262,10 +262,9 @@ def _describe(train_set, encoder, device) -> dict:
 
 
 def _check_same_config(cfg: dict, saved: dict, run_dir: Path) -> None:
-    """Refuse to resume with another config; a key the saved config lacks (a run written before the
-    engine knew the key) counts as holding the engine's default."""
-    new, defaults = _flatten(cfg), _flatten(ENGINE_DEFAULTS)
-    old = {**{k: v for k, v in defaults.items() if k in new}, **_flatten(saved)}
+    """Refuse to resume with another config. ``saved`` comes from ``checkpoint.load_weights``, which fills
+    the keys a run written before the engine knew them lacks with their defaults (``config.with_defaults``)."""
+    new, old = _flatten(cfg), _flatten(saved)
     differ = [key for key in new.keys() | old.keys()
               if new.get(key) != old.get(key) and key.removeprefix("train.") not in RESUMABLE_KEYS]
     if differ:
