@@ -188,29 +188,31 @@ def _declared_sections(modality_name: str) -> set[str]:
     return set(modality.get(modality_name).sections)
 
 
-def _kind_of(recipe: dict, overrides) -> str:
-    """What a recipe trains (``kind``): its own, or the one a ``kind=`` override names."""
-    kind = recipe.get("kind", "diffusion")
+def _top_level(recipe: dict, overrides, key: str, default: str) -> str:
+    """A recipe's top-level ``key`` (``modality``, ``kind``): its own, or the one a ``key=`` override names."""
+    value = recipe.get(key, default)
     for item in overrides:
-        key, _, text = item.partition("=")
-        if key.strip() == "kind":
-            kind = _parse_value(text.strip(), "", "kind")
+        name, _, text = item.partition("=")
+        if name.strip() == key:
+            value = _parse_value(text.strip(), "", key)
+    return value
+
+
+def _kind_of(recipe: dict, overrides) -> str:
+    """What a recipe trains (``kind``)."""
     from multidiff.engine.objectives import KINDS
 
+    kind = _top_level(recipe, overrides, "kind", "diffusion")
     if kind not in KINDS:
         raise UserError(f"unknown kind {kind!r}; choose one of: {', '.join(KINDS)}")
     return kind
 
 
 def _modality_of(recipe: dict, overrides, path: Path) -> str:
-    """The modality a recipe resolves to: its own, or the one a ``modality=`` override names."""
+    """The modality a recipe resolves to."""
     from multidiff import modality
 
-    name = recipe.get("modality", "")
-    for item in overrides:
-        key, _, text = item.partition("=")
-        if key.strip() == "modality":
-            name = _parse_value(text.strip(), "", "modality")
+    name = _top_level(recipe, overrides, "modality", "")
     if not name:
         raise UserError(f"{path}: the recipe names no modality")
     if name not in modality.names():
