@@ -26,6 +26,7 @@ import math
 
 import torch
 
+from . import named
 from .schedules import Schedule
 
 
@@ -178,16 +179,7 @@ def names() -> list[str]:
 
 def get(prediction, **params) -> Prediction:
     """A prediction by name (``params`` go to its constructor), or a Prediction passed through."""
-    if isinstance(prediction, Prediction):
-        if params:
-            raise ValueError(f"parameters {sorted(params)} go with a prediction name, not with {prediction!r}")
-        return prediction
-    if not isinstance(prediction, str) or prediction not in PREDICTIONS:
-        raise ValueError(f"unknown prediction {prediction!r}; known: {', '.join(names())}")
-    try:
-        return PREDICTIONS[prediction](**params)
-    except TypeError as err:
-        raise ValueError(f"bad parameters for prediction {prediction!r}: {err}") from None
+    return named.build(prediction, PREDICTIONS, Prediction, "prediction", params)
 
 
 class Denoiser:

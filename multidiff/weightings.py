@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from . import named
 from .parameterizations import Prediction
 from .schedules import Schedule
 
@@ -97,13 +98,4 @@ def names() -> list[str]:
 
 def get(weighting, **params) -> Weighting:
     """A weighting by name (``params`` go to its constructor), or a Weighting passed through."""
-    if isinstance(weighting, Weighting):
-        if params:
-            raise ValueError(f"parameters {sorted(params)} go with a weighting name, not with {weighting!r}")
-        return weighting
-    if not isinstance(weighting, str) or weighting not in WEIGHTINGS:
-        raise ValueError(f"unknown loss weighting {weighting!r}; known: {', '.join(names())}")
-    try:
-        return WEIGHTINGS[weighting](**params)
-    except TypeError as err:
-        raise ValueError(f"bad parameters for loss weighting {weighting!r}: {err}") from None
+    return named.build(weighting, WEIGHTINGS, Weighting, "loss weighting", params)
