@@ -45,8 +45,9 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
     ``diffusion.t_min`` says otherwise): no step goes below it, the last one returns D there, and a
     placement that asks for less is an error (0 only for a model exact at every noise level).
     options: ``placement`` (a ``multidiff.steps`` name or a callable ``(schedule, steps) -> times`` such as
-    a fitted ``multidiff.pilot_steps.Pilot``; default per sampler in DEFAULT_PLACEMENT), ``first_index`` (index of this batch's first sample within a larger set drawn in
-    chunks with generators of one seed: chunked draws then equal one batch), and the sampler's own
+    a fitted ``multidiff.pilot_steps.Pilot``; default per sampler in DEFAULT_PLACEMENT), ``first_index``
+    (index of this batch's first sample within a larger set drawn in chunks with generators of one seed:
+    chunked draws then equal one batch), and the sampler's own
     keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order, variant). Editing (``multidiff.editing``):
     ``init`` and ``strength`` (SDEdit), ``known``, ``known_mask`` and ``resample`` (inpainting).
     Network calls: ``steps`` for every sampler, 2 * steps - 1 for heun (with guidance each call runs the
