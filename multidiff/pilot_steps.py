@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -91,9 +92,12 @@ class Pilot:
         """Write the pilot as JSON (the times as exact float64 decimals), replacing ``path`` only once complete."""
         doc = {"format": FORMAT, "fitted_for": self.fitted_for, "reference_nfe": self.reference_nfe,
                "tuned": {str(n): self.tuned[n] for n in self.steps}}
-        tmp = Path(f"{path}.tmp")
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
-        os.replace(tmp, path)
+        tmp = Path(f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp")   # unique: two writers never share it
+        try:
+            tmp.write_text(json.dumps(doc, indent=1) + "\n")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | Path) -> Pilot:
