@@ -161,6 +161,9 @@ def test_the_edit_command_writes_files_and_refuses_bad_input_in_one_line(image_r
                               "--out", str(tmp_path / "out")])
     assert ok.exit_code == 0, ok.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir())[:1] == ["0000_sample.png"]
+    guided = runner.invoke(main, ["edit", str(image_run), "--input", str(image), "--mask", "top-half",
+                                  "--known-guidance", "2", "--out", str(tmp_path / "guided")])
+    assert guided.exit_code == 0, guided.output
     bad = {("--input", str(write_png(tmp_path / "big.png", 32)), "--mask", "top-half"): "the image is 32x32",
            ("--input", str(image), "--strength", "1.5"): "strength must be a number in (0, 1]",
            ("--input", str(image), "--strength", "0"): "strength must be a number in (0, 1]",
@@ -168,6 +171,7 @@ def test_the_edit_command_writes_files_and_refuses_bad_input_in_one_line(image_r
            ("--input", str(image), "--mask", str(write_png(tmp_path / "m.png", 8))): "the mask is 8x8 pixels",
            ("--input", str(image), "--mask", "keep=" + str(write_png(tmp_path / "black.png", 16, 0))): "keeps nothing",
            ("--input", str(image)): "nothing to edit",
+           ("--input", str(image), "--strength", "0.5", "--known-guidance", "2"): "--known-guidance needs a mask",
            ("--complete", str(image)): "--complete needs a point-cloud model"}
     for args, message in bad.items():
         result = runner.invoke(main, ["edit", str(image_run), *args, "--out", str(tmp_path / "bad")])
