@@ -105,6 +105,8 @@ def main():
     parser.add_argument("--n", type=int, default=100, help="samples and test chairs for the set metrics")
     parser.add_argument("--sample-n", type=int, default=16, help="samples timed for the sampling speed")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes (medians)")
+    parser.add_argument("--points-speed-only", action="store_true",
+                        help="time the point-space run's network only (e.g. a run not trained to its preset's end)")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_grad_enabled(True)
@@ -121,11 +123,14 @@ def main():
         ("samples/s at 2,048 points", None, sampling_rate(latent, args.sample_n, args.repeats, 2048, latent=True)),
     ]
     with torch.no_grad():
-        q_point, q_latent = quality(point, args.n), quality(latent, args.n)
+        q_point = {} if args.points_speed_only else quality(point, args.n)
+        q_latent = quality(latent, args.n)
     for key in sorted(q_point.keys() | q_latent.keys()):
         rows.append((key, q_point.get(key), q_latent.get(key)))
-    print(f"point-space run {args.points} ({own} points), latent run {args.latent} (1,024 points); "
-          f"n = {args.n}, {torch.get_num_threads()} thread(s)")
+    print(f"point-space run {args.points} ({own} points), latent run {args.latent} "
+          f"({latent.cfg['data']['n_points']:,} points); "
+          f"n = {args.n}, {torch.get_num_threads()} thread(s)"
+          + ("; point-space quality not measured (--points-speed-only)" if args.points_speed_only else ""))
     print(f"{'':52s} {'point-space':>12s} {'latent':>12s} {'latent/point':>12s}")
     for name, p, q in rows:
         ratio = f"{q / p:12.2f}" if p and q and "/s" in name else f"{'':12s}"
