@@ -6,7 +6,8 @@ Recipe keys it reads (``PointsModality.sections`` holds their defaults):
              conditional, categories ([] = all), train_per_class / test_per_class (synthetic: how many
              shapes; a folder: at most that many files per category, 0 = all), skip_bad_files, seed
     [model]  width, depth, heads (a latent recipe's denoiser of shape codes, multidiff.nn.vector_denoiser,
-             reads width and depth); of an autoencoder recipe: latent_dim, width, depth (.autoencoder)
+             reads width and depth); of an autoencoder recipe: latent_dim, width, depth, train_points
+             (.autoencoder)
     [eval]   n (the engine's), seed (which reference clouds are drawn), emd (false = CD metrics only)
 """
 from __future__ import annotations
