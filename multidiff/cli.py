@@ -93,13 +93,15 @@ def _placement_options(command):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the sample files and preview.png.")
+@click.option("--points", type=click.IntRange(min=1), help="Points per sample of a latent point-cloud run, whose "
+              "decoder emits any number [default: as many as it was trained on].")
 @_placement_options
-def sample(run, n, steps, sampler, guidance, cond, seed, out_dir, placement, eta, churn):
+def sample(run, n, steps, sampler, guidance, cond, seed, out_dir, points, placement, eta, churn):
     """Draw samples from RUN (a run directory or a .safetensors checkpoint)."""
     from multidiff.engine.generate import generate
 
     result = generate(run, n, sampler=sampler, steps=steps, guidance=guidance, cond=cond, seed=seed, out_dir=out_dir,
-                      placement=placement, eta=eta, churn=churn)
+                      placement=placement, eta=eta, churn=churn, points=points)
     click.echo(f"wrote {len(result['paths'])} files to {out_dir}")
 
 

@@ -64,6 +64,8 @@ class Modality:
     sections: dict[str, dict[str, Any]] = {}
     #: The ``[model]`` section of a ``kind = "autoencoder"`` recipe: the keys ``autoencoder`` reads.
     autoencoder_model: dict[str, Any] = {}
+    #: The values of an autoencoder recipe's ``[autoencoder] reconstruction`` (``reconstruction_error``'s kinds).
+    reconstructions: tuple[str, ...] = ("l1", "l2")
 
     def reads_files(self, cfg: dict) -> bool:
         """Whether the recipe ``cfg`` reads its data from ``data.path`` (so ``--data DIR`` applies),
@@ -82,6 +84,14 @@ class Modality:
         ``shape``: ``encode(x) -> (mean, logvar)``, ``decode(z)``, ``latent_shape(shape)`` and
         ``forward(x, noise) -> (reconstruction, mean, logvar)``, e.g. multidiff.nn.autoencoder."""
         raise ValueError(f"the {self.name} modality has no autoencoder")
+
+    def reconstruction_error(self, x_hat: torch.Tensor, x: torch.Tensor, kind: str,
+                             mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The per-example reconstruction loss (B,) of an autoencoder recipe, ``kind`` one of
+        ``reconstructions``: by default the mean absolute or squared error per entry."""
+        from multidiff.nn.autoencoder import reconstruction_error
+
+        return reconstruction_error(x_hat, x, kind, mask)
 
     def backbone(self, cfg: dict, shape: tuple[int, ...], num_classes: int) -> nn.Module:
         """The network: ``forward(x_t, t, cond)`` with x_t of shape (B, *shape), t of shape (B,)

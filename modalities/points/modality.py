@@ -5,7 +5,9 @@ Recipe keys it reads (``PointsModality.sections`` holds their defaults):
     [data]   path ("" = the synthetic primitives), n_points, normalize (unit_sphere | global | none),
              conditional, categories ([] = all), train_per_class / test_per_class (synthetic: how many
              shapes; a folder: at most that many files per category, 0 = all), skip_bad_files, seed
-    [model]  width, depth, heads
+    [model]  width, depth, heads (a latent recipe's denoiser of shape codes, multidiff.nn.vector_denoiser,
+             reads width and depth); of an autoencoder recipe: latent_dim, width, depth, train_points
+             (.autoencoder)
     [eval]   n (the engine's), seed (which reference clouds are drawn), emd (false = CD metrics only)
 """
 from __future__ import annotations
@@ -20,7 +22,10 @@ import torch
 from multidiff.eval_cache import identity
 from multidiff.modality import Encoder, Modality
 
-from . import io
+from multidiff.nn.vector_denoiser import VectorDenoiser
+
+from . import io, set_losses
+from .autoencoder import AUTOENCODER_DEFAULTS, point_autoencoder
 from .data import PointCloudSet, cache_root, load_folder
 from .edit import points_mask, read_cloud
 from .metrics import set_metrics
@@ -68,6 +73,8 @@ class PointsModality(Modality):
         "model": {"width": 128, "depth": 4, "heads": 4},
         "eval": {"seed": 0, "emd": True},
     }
+    autoencoder_model = AUTOENCODER_DEFAULTS
+    reconstructions = set_losses.RECONSTRUCTIONS
 
     def dataset(self, cfg: dict, split: str) -> PointCloudSet:
         d = cfg["data"]
@@ -82,10 +89,20 @@ class PointsModality(Modality):
     def encoder(self, cfg: dict) -> Encoder:
         return PointsEncoder(cfg["data"]["normalize"])
 
+    def autoencoder(self, cfg: dict, shape) -> torch.nn.Module:
+        return point_autoencoder(cfg, shape)
+
+    def reconstruction_error(self, x_hat, x, kind: str, mask=None) -> torch.Tensor:
+        if mask is not None:
+            raise ValueError("the point autoencoder does not take padded clouds (masks)")
+        return set_losses.reconstruction_error(x_hat, x, kind)
+
     def backbone(self, cfg: dict, shape, num_classes: int) -> torch.nn.Module:
+        m = cfg["model"]
+        if len(shape) == 1:  # the shape codes of a point autoencoder (a latent recipe)
+            return VectorDenoiser(shape[0], num_classes, width=m["width"], depth=m["depth"])
         if len(shape) != 2 or shape[1] < 3:
             raise ValueError(f"the points modality works on clouds of shape (N, 3), got examples of shape {tuple(shape)}")
-        m = cfg["model"]
         return PointTransformer(num_classes, width=m["width"], depth=m["depth"], heads=m["heads"], in_features=shape[1])
 
     def write(self, x, labels, out_dir: Path, cfg: dict) -> list[Path]:

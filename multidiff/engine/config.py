@@ -83,7 +83,7 @@ ENGINE_DEFAULTS = {
         "cache": False,             # keep the encoded training set on disk (MULTIDIFF_CACHE/latents)
     },
     "autoencoder": {                # the loss of a kind = "autoencoder" recipe
-        "reconstruction": "l1",     # l1 | l2
+        "reconstruction": "l1",     # l1 | l2, or one of the modality's (Modality.reconstructions)
         "kl_weight": 1e-6,          # weight of the latent's KL divergence from N(0, I), both per data entry
     },
 }
@@ -91,7 +91,6 @@ ENGINE_DEFAULTS = {
 EDIT_DEFAULTS = {"mask_conditioned": False}    # see multidiff.mask_conditioning
 MODALITY_SECTIONS = ("data", "encoder", "model", "eval")
 CHOICES = {
-    "autoencoder.reconstruction": ("l1", "l2"),
     "train.lr_schedule": ("cosine", "constant"),
     "train.precision": ("fp32", "bf16", "fp16"),
     "train.best_mode": ("min", "max"),
@@ -253,6 +252,9 @@ def validate(cfg: dict) -> None:
     choose("kind", cfg["kind"], objectives.KINDS)
     if cfg["kind"] == "autoencoder" and cfg["latent"]["autoencoder"]:
         raise UserError("an autoencoder recipe cannot itself be latent: drop latent.autoencoder")
+    if cfg["kind"] == "autoencoder":
+        choose("autoencoder.reconstruction", cfg["autoencoder"]["reconstruction"],
+               modality.get(cfg["modality"]).reconstructions)
     if cfg["autoencoder"]["kl_weight"] < 0:
         raise UserError(f"autoencoder.kl_weight must be >= 0, got {cfg['autoencoder']['kl_weight']}")
     choose("diffusion.schedule", cfg["diffusion"]["schedule"], schedules.names())

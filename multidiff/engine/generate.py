@@ -69,9 +69,10 @@ def load_run(run_or_ckpt: str | Path, device: torch.device | str = "cpu") -> Run
 
 @torch.no_grad()
 def draw(run: Run, labels: torch.Tensor | None, n: int, *, sampler: str, steps: int, guidance: float,
-         seed: int, progress: bool = False, **options) -> torch.Tensor:
+         seed: int, progress: bool = False, points: int | None = None, **options) -> torch.Tensor:
     """``n`` decoded samples (data space) from ``run`` with the given class labels, in chunks of
-    ``sample.batch_size``; ``progress``: a bar over the network evaluations on stderr; ``options`` go to
+    ``sample.batch_size``; ``progress``: a bar over the network evaluations on stderr; ``points``: points
+    per sample of a latent point-cloud run (LatentEncoder.decode), None = as trained; ``options`` go to
     ``multidiff.sample`` (``sampling_options.options``: placement, eta, s_churn, t_min)."""
     from multidiff.sampling import sample
 
@@ -91,7 +92,8 @@ def draw(run: Run, labels: torch.Tensor | None, n: int, *, sampler: str, steps: 
                        prediction=diffusion.prediction, cond=cond, guidance_scale=guidance,
                        generator=torch.Generator().manual_seed(seed), first_index=i,
                        **options)
-            out.append(run.encoder.decode(z.float()).cpu())
+            z = z.float()
+            out.append((run.encoder.decode(z) if points is None else run.encoder.decode(z, points)).cpu())
     return torch.cat(out)
 
 
@@ -110,8 +112,9 @@ class _Counting(nn.Module):
 def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | None = None,
              guidance: float | None = None, cond=None, seed: int = 0, out_dir: str | Path | None = None,
              device: str | None = None, placement: str | None = None, eta: float | None = None,
-             churn: float | None = None) -> dict:
-    """Draw ``n`` samples; with ``out_dir``, write them (Modality.write) and a preview PNG.
+             churn: float | None = None, points: int | None = None) -> dict:
+    """Draw ``n`` samples; with ``out_dir``, write them (Modality.write) and a preview PNG. ``points``: points
+    per sample of a latent point-cloud run, whose decoder emits any number (None: as many as trained on).
 
     Unset sampling options come from the run's ``[sample]`` section (placement "pilot": see
     ``multidiff.engine.sampling_options``). Returns
@@ -126,6 +129,10 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
     if run.cfg.get("kind") == "autoencoder":
         raise UserError(f"{run_or_ckpt} is an autoencoder run: it has nothing to sample; train a latent recipe on it "
                         f"([latent] autoencoder = \"{run_or_ckpt}\")")
+    if points is not None and not getattr(getattr(run.encoder, "autoencoder", None), "emits_any_size", False):
+        raise UserError(f"{run_or_ckpt} decodes to a fixed size: a number of points needs a latent point-cloud run")
+    if points is not None and points < 1:
+        raise UserError(f"the number of points must be at least 1, got {points}")
     defaults = run.cfg["sample"]
     sampler = sampler or defaults["sampler"]
     validate_sampler(sampler)
@@ -135,7 +142,8 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
     steps, guidance = steps or defaults["steps"], defaults["guidance"] if guidance is None else guidance
     options = sampling_options.options(run, run_or_ckpt, sampler=sampler, steps=steps, guidance=guidance,
                                        placement=placement, eta=eta, churn=churn)
-    x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=True, **options)
+    x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=True, points=points,
+             **options)
     paths = []
     if out_dir is not None:
         shown = min(n, defaults["n"])

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import torch
 
+from multidiff import modality as modality_registry
 from multidiff.engine.data import collate, derived_seed
 from multidiff.engine.diffusion import from_config
 from multidiff.engine.generate import Run, class_labels, draw
 from multidiff.guidance import NULL_LABEL, drop_labels
 from multidiff.losses import diffusion_loss
-from multidiff.nn.autoencoder import gaussian_kl, reconstruction_error
+from multidiff.nn.autoencoder import gaussian_kl
 
 KINDS = ("diffusion", "autoencoder")
 
@@ -68,15 +69,16 @@ class DiffusionObjective:
 
 
 class AutoencoderObjective:
-    """Reconstruction error per data entry plus ``kl_weight`` times the KL divergence of the latent
-    posterior from N(0, I) per data entry (as in Rombach et al. 2022, where both terms are sums, so
-    the same weight means the same trade-off). The KL only keeps the latent's scale and smoothness in
+    """Reconstruction error (the modality's ``reconstruction_error``: per data entry for l1/l2) plus
+    ``kl_weight`` times the KL divergence of the latent posterior from N(0, I) per data entry (as in
+    Rombach et al. 2022, where both terms are sums, so the same weight means the same trade-off). The KL only keeps the latent's scale and smoothness in
     check for the diffusion model; the latents are rescaled to unit variance afterwards anyway."""
 
     def __init__(self, cfg: dict, model, train_set):
         self.cfg = cfg
         self.latent_shape = model.latent_shape(tuple(cfg["dataset"]["encoded_shape"]))
         self.examples = train_set
+        self.modality = modality_registry.get(cfg["modality"])
 
     def draws(self, step: int, device: torch.device) -> dict:
         """The posterior's noise for every example of the global batch of ``step``."""
@@ -88,7 +90,8 @@ class AutoencoderObjective:
         ac = self.cfg["autoencoder"]
         z_hat, mean, logvar = net(z, draws["noise"][rows])
         per_entry_kl = gaussian_kl(mean, logvar) / z[0].numel()
-        return (reconstruction_error(z_hat, z, ac["reconstruction"], mask) + ac["kl_weight"] * per_entry_kl).mean()
+        error = self.modality.reconstruction_error(z_hat, z, ac["reconstruction"], mask)
+        return (error + ac["kl_weight"] * per_entry_kl).mean()
 
     @torch.no_grad()
     def preview(self, path: Path, step: int, modality, model, encoder):

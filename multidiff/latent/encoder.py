@@ -48,8 +48,15 @@ class LatentEncoder(Encoder):
             raise UserError("latent diffusion of padded data (with masks) is not supported yet")
         return self.latent_means(x) * self.scale, None
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.base.decode(self.autoencoder.decode(z / self.scale))
+    def decode(self, z: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """``size``: how many elements (points) per example a set decoder emits; None = as many as it
+        was trained on. Only an autoencoder with ``emits_any_size`` (the point autoencoder) takes it."""
+        if size is None:
+            return self.base.decode(self.autoencoder.decode(z / self.scale))
+        if not getattr(self.autoencoder, "emits_any_size", False):
+            raise UserError(f"the autoencoder {self.record.get('path', '')} decodes to a fixed size; only a "
+                            f"point-cloud autoencoder takes a number of points")
+        return self.base.decode(self.autoencoder.decode(z / self.scale, size))
 
     def describe(self) -> dict:
         return {"autoencoder": self.record}
