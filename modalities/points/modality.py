@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from multidiff.conditioning import encoders
 from multidiff.eval_cache import identity
 from multidiff.modality import Encoder, Modality
 
@@ -86,7 +87,8 @@ class PointsModality(Modality):
         if len(shape) != 2 or shape[1] < 3:
             raise ValueError(f"the points modality works on clouds of shape (N, 3), got examples of shape {tuple(shape)}")
         m = cfg["model"]
-        return PointTransformer(num_classes, width=m["width"], depth=m["depth"], heads=m["heads"], in_features=shape[1])
+        return PointTransformer(num_classes, width=m["width"], depth=m["depth"], heads=m["heads"], in_features=shape[1],
+                                conditions=encoders.factory(cfg))
 
     def write(self, x, labels, out_dir: Path, cfg: dict) -> list[Path]:
         return io.write_clouds(x, labels, out_dir, _class_names(cfg))

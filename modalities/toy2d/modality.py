@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from multidiff.conditioning import encoders
 from multidiff.metrics import frechet_distance
 from multidiff.modality import Encoder, Modality
 
@@ -57,7 +58,8 @@ class Toy2DModality(Modality):
         if tuple(shape) != (2,):
             raise ValueError(f"toy2d works on 2-D points, got examples of shape {tuple(shape)}")
         m = cfg["model"]
-        return PointMLP(num_classes, hidden=m["hidden"], depth=m["depth"], time_dim=m["time_dim"])
+        return PointMLP(num_classes, hidden=m["hidden"], depth=m["depth"], time_dim=m["time_dim"],
+                        conditions=encoders.factory(cfg))
 
     def write(self, x, labels, out_dir: Path, cfg: dict) -> list[Path]:
         out_dir = Path(out_dir)
