@@ -55,10 +55,11 @@ def _named(denoiser, x, t, cond: dict, scale):
     """Guidance over named conditions: the conditional branches, then the unconditional one, as one batch."""
     k = cond["dropped"].shape[1]
     everything = torch.ones(k, dtype=torch.bool)
-    if isinstance(scale, dict):
-        weights = list(scale.values())
+    if isinstance(scale, dict):  # a branch with weight 0, or for a condition withheld throughout, adds nothing
+        used = [(w, i) for w, i in zip(scale.values(), _columns(cond, scale)) if w and not cond["dropped"][:, i].all()]
+        weights = [w for w, _ in used]
         branches = [batch.with_dropped(cond, everything.clone().index_fill_(0, torch.tensor(i), False))
-                    for i in _columns(cond, scale)]
+                    for _, i in used]
     else:
         weights, branches = [scale], [cond]
     branches.append(batch.with_dropped(cond, everything))

@@ -79,7 +79,7 @@ class Toy2DModality(Modality):
         fig = Figure(figsize=(4, 4), dpi=100)
         ax = fig.add_subplot()
         colours = None if labels is None else labels.cpu().numpy()
-        ax.scatter(points[:, 0], points[:, 1], c=colours, s=6, cmap="tab10")
+        ax.scatter(points[:, 0], points[:, 1], c=colours, s=6, cmap=None if colours is None else "tab10")
         ax.set_aspect("equal")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -146,6 +146,7 @@ def load_recipe(path: str | Path, preset: str | None = None, overrides=()) -> di
             raise UserError(f"recipe {path.name} has no preset {preset!r}; it has: {', '.join(presets) or 'none'}")
         _merge(cfg, presets[preset], "", f"preset {preset!r}")
         cfg["preset"] = preset
+    cfg["conditions"] = conditioning_spec.resolve(cfg["conditions"])  # every key present, so --set may set it
     for item in overrides:
         apply_override(cfg, item)
     cfg["name"] = cfg["name"] or path.stem
