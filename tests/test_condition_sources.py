@@ -193,3 +193,26 @@ def test_backbones_read_the_condition_tokens_through_cross_attention(index):
     if pooled is not None:
         silent = [net(x, t, {"caption": c, "dropped": torch.zeros(2, 1, dtype=torch.bool)}) for c in captions]
         assert torch.equal(silent[0], silent[1])    # without cross-attention the captions cannot differ
+
+
+def test_held_out_combinations_leave_training_and_are_scored_apart(tmp_path):
+    folder = _folder(tmp_path, sidecars=False)
+    recipe = _recipe(tmp_path, folder)
+    text = recipe.read_text().replace("[conditions.voice]\ntype = \"vector\"\nsource = \"sidecar\"\ndim = 3\n", "")
+    recipe.write_text(text.replace('[conditions.digit]\ntype = "categorical"\n',
+                                   '[conditions.digit]\ntype = "categorical"\nheld_out = [{ digit = "1", speaker = "bob" }]\n'))
+    cfg = load_recipe(recipe)
+    from modalities.audio import data
+    from multidiff.conditioning.evaluation import _held_out_samples
+    from multidiff.conditioning.request import build
+    clips = data.load(cfg, "train")
+    cfg["dataset"] = {"conditions": condition_data.describe(clips, cfg)}
+    rows = condition_data.trained_rows(clips, cfg)
+    trained = condition_data.ConditionedSet(clips, condition_data.tensors(clips, cfg), rows)
+    names = [clips.files[int(i)].name for i in rows]
+    assert len(trained) == 9 and not any(n.startswith("1_bob_") for n in names)   # 12 training clips, 3 of 1_bob
+    assert len({n[:5] for n in names}) == 3
+    item = trained[len(trained) - 1]
+    assert item["cond"]["digit"].item() == int(names[-1][0]) and torch.equal(item["x"], clips.x[int(rows[-1])])
+    cond = build(8, cfg, ["caption="])     # balanced: digit fastest, then speaker
+    assert _held_out_samples(cond, cfg).tolist() == [False, False, False, True] * 2

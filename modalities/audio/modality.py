@@ -75,5 +75,8 @@ class AudioModality(Modality):
     def edit_mask(self, spec: str, x: torch.Tensor, cfg: dict) -> torch.Tensor:
         return time_mask(spec, x, cfg)
 
+    def classify(self, x: torch.Tensor, field: str, values: list[str], cfg: dict, cache_dir: Path):
+        return evaluation.classify_field(x, field, values, cfg, cache_dir)
+
     def evaluate(self, x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cache_dir: Path) -> dict[str, float]:
         return evaluation.evaluate(x, labels, cfg, cache_dir)

@@ -4,8 +4,8 @@ A dataset describes its items by *fields*, strings per item: ``dataset.fields`` 
 groups of a file-name pattern, CSV columns, the folder), else the class name under the run's
 ``data.cond_key``. A dataset that reads one file per item lists them in ``dataset.files`` (sidecar
 vectors sit next to them). ``describe`` records what sampling needs beyond the weights (each
-categorical's values, in index order) in ``cfg["dataset"]["conditions"]``; ``attach`` gives every
-training item its ``"cond"`` dict.
+categorical's values, in index order) in ``cfg["dataset"]["conditions"]``; ``ConditionedSet`` gives
+every trained item (``trained_rows``: the held-out combinations left out) its ``"cond"`` dict.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import torch
 
 from multidiff.engine.errors import UserError
 
+from . import spec as specs
 from . import text
 
 
@@ -133,32 +134,38 @@ def tensors(dataset, cfg: dict) -> dict[str, torch.Tensor]:
     return out
 
 
+def trained_rows(dataset, cfg: dict) -> torch.Tensor:
+    """The indices of the items that are not in a held-out combination (``spec.held_out_combinations``)."""
+    combinations = specs.held_out_combinations(cfg)
+    kept = [i for i, f in enumerate(item_fields(dataset, cfg)) if not specs.is_held_out(f, combinations)]
+    if not kept:
+        raise UserError("every training item is in a held-out combination of the conditions")
+    return torch.tensor(kept, dtype=torch.long)
+
+
 class ConditionedSet(torch.utils.data.Dataset):
-    """A dataset whose items also carry ``"cond"``: {name: tensor, "dropped": BoolTensor (K,)}.
+    """The items ``rows`` of a dataset, each also carrying ``"cond"``: {name: tensor, "dropped": BoolTensor (K,)}.
 
     Every other attribute (``class_names``, the encoder's ``points``...) is the wrapped dataset's.
     """
 
-    def __init__(self, base, table: dict[str, torch.Tensor]):
-        self.base, self.table = base, table
+    def __init__(self, base, table: dict[str, torch.Tensor], rows: torch.Tensor):
+        self.base, self.table, self.rows = base, table, rows
 
     def __len__(self) -> int:
-        return len(self.base)
+        return len(self.rows)
 
     def __getitem__(self, i: int) -> dict:
-        return {**self.base[i], "cond": {k: v[i] for k, v in self.table.items()}}
+        row = int(self.rows[i])
+        return {**self.base[row], "cond": {k: v[row] for k, v in self.table.items()}}
 
     def __getitems__(self, indices: list[int]):
         if not hasattr(self.base, "__getitems__"):
             return [self[i] for i in indices]
-        index = torch.as_tensor(indices)
-        return {**self.base.__getitems__(indices), "cond": {k: v[index] for k, v in self.table.items()}}
+        index = self.rows[torch.as_tensor(indices)]
+        return {**self.base.__getitems__(index.tolist()), "cond": {k: v[index] for k, v in self.table.items()}}
 
     def __getattr__(self, name: str):
-        if name in ("base", "table"):
+        if name in ("base", "table", "rows"):
             raise AttributeError(name)
         return getattr(self.base, name)
-
-
-def attach(dataset, cfg: dict) -> ConditionedSet:
-    return ConditionedSet(dataset, tensors(dataset, cfg))

@@ -1,7 +1,10 @@
 """The ``[conditions.NAME]`` tables of a recipe: each condition's type, source and settings, checked.
 
     type = "categorical"   a value among those seen in training, from the item field ``field``
-                           (a file-name pattern group, a CSV column, the folder or the class)
+                           (a file-name pattern group, a CSV column, the folder or the class);
+                           ``held_out``: combinations of field values never trained on, each a table
+                           such as {digit = "7", speaker = "theo"} (items matching one are left out
+                           of training; evaluation reports accuracies on them apart)
     type = "vector"        ``dim`` numbers: from the CSV columns ``columns``, or from a sidecar file
                            next to each data file (``source = "sidecar"``, the data file's name with
                            ``suffix``, a .npy holding ``dim`` numbers): an embedding from any encoder
@@ -24,7 +27,7 @@ from multidiff.engine.errors import UserError
 
 COMMON = {"type": "", "field": "", "drop": 0.1}
 TYPES = {
-    "categorical": {},
+    "categorical": {"held_out": []},
     "vector": {"source": "columns", "columns": [], "suffix": ".npy", "dim": 0},
     "text": {"templates": [], "held_out": [], "max_length": 64, "layers": 2, "heads": 4, "pretrained": ""},
 }
@@ -80,6 +83,9 @@ def _resolve_one(name: str, table: dict) -> dict:
             raise UserError(f"{where}.dim must be at least 1 (the vector's size), got {out['dim']}")
         if out["source"] == "columns" and len(out["columns"]) != out["dim"]:
             raise UserError(f"{where}: {len(out['columns'])} columns given for a vector of dim {out['dim']}")
+    if kind == "categorical" and not all(isinstance(c, dict) and c and all(isinstance(v, str) for v in c.values())
+                                         for c in out["held_out"]):
+        raise UserError(f"{where}.held_out must be a list of tables of field = \"value\" strings")
     if kind == "text":
         for key in ("max_length", "layers", "heads"):
             if out[key] < 1:
@@ -91,6 +97,10 @@ def _resolve_one(name: str, table: dict) -> dict:
     return out
 
 
-def names(cfg: dict) -> list[str]:
-    """The run's conditions in recipe order: the columns of a batch's ``dropped``."""
-    return list(cfg.get("conditions", {}))
+def held_out_combinations(cfg: dict) -> list[dict[str, str]]:
+    """Every combination of field values the run's categoricals hold out of training."""
+    return [c for spec in cfg["conditions"].values() if spec["type"] == "categorical" for c in spec["held_out"]]
+
+
+def is_held_out(fields: dict[str, str], combinations: list[dict[str, str]]) -> bool:
+    return any(all(fields.get(k) == v for k, v in c.items()) for c in combinations)

@@ -214,6 +214,12 @@ def score(run: Run, n: int, *, sampler: str, steps: int, guidance: float, seed: 
     run, on ``n`` test examples through it (``autoencoder_*``)."""
     if run.cfg.get("kind") == "autoencoder":
         return reconstruction_metrics(run, n, _evaluation_cache(run))
+    if conditioning.declared(run.cfg):
+        from multidiff.conditioning import evaluation
+
+        return evaluation.score(run, n, lambda cond: draw(run, cond, n, sampler=sampler, steps=steps, guidance=guidance,
+                                                          seed=seed, progress=progress, **options),
+                                _evaluation_cache(run))
     cond = class_labels(n, run.cfg)
     x = draw(run, cond, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=progress, **options)
     labels = display_labels(cond, run.cfg)

@@ -110,7 +110,8 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
     offset = ctx.rank * per_rank
     batch_set, batch_encoder = training_data(train_set, encoder)
     if conditioning.declared(cfg):  # items gain "cond": a dict of tensors (multidiff.conditioning)
-        batch_set = condition_data.ConditionedSet(batch_set, condition_data.tensors(train_set, cfg))
+        batch_set = condition_data.ConditionedSet(batch_set, condition_data.tensors(train_set, cfg),
+                                                  condition_data.trained_rows(train_set, cfg))
     batches = iter(make_loader(batch_set, GlobalBatches(len(batch_set), tc["batch_size"], tc["seed"], start,
                                                        ctx.rank, ctx.world), tc["num_workers"], device.type == "cuda"))
     log = MetricsLog(run_dir, start, cfg) if ctx.is_main else None
