@@ -45,7 +45,8 @@ def setup(recipe: str, batch: int):
         cond = {"digit": digits, "speaker": speakers, "dropped": torch.zeros(batch, 2, dtype=torch.bool)}
     else:
         captions = [f"a recording of {SPEAKERS[s]} saying the number {d}" for d, s in zip(digits, speakers)]
-        cond = {"caption": text.ByteTokenizer(64)(captions, "bench"), "dropped": torch.zeros(batch, 1, dtype=torch.bool)}
+        cond = {"caption": text.ByteTokenizer(64)(captions, "bench"),
+                "dropped": torch.zeros(batch, 1, dtype=torch.bool)}
     z = torch.randn(batch, 48, 64, generator=g)
     return cfg, model, z, cond
 

@@ -41,7 +41,8 @@ def test_one_condition_guided_per_condition_equals_class_label_cfg_exactly():
 
 def test_compositional_guidance_is_the_sum_of_one_term_per_condition():
     specs = {"digit": DIGIT, "speaker": {**DIGIT, "field": "speaker"},
-             "emb": {"type": "vector", "field": "emb", "drop": 0.1, "source": "columns", "columns": ["a", "b"], "dim": 2}}
+             "emb": {"type": "vector", "field": "emb", "drop": 0.1, "source": "columns", "columns": ["a", "b"],
+                     "dim": 2}}
     net = _named_net(specs, {"digit": VALUES, "speaker": VALUES, "emb": {}})
     n = 5
     x, t = torch.randn(n, 2, dtype=torch.float64), torch.rand(n, dtype=torch.float64)

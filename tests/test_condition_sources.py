@@ -155,7 +155,7 @@ def test_presets_and_overrides_reach_conditions(tmp_path):
     recipe.write_text('name = "t"\nmodality = "toy2d"\n[conditions.c]\ntype = "categorical"\n'
                       '[presets.q]\nconditions = { c = { drop = 0.3 } }\n')
     cfg = load_recipe(recipe, "q", ["conditions.c.field=colour"])
-    assert cfg["conditions"]["c"] == {"type": "categorical", "field": "colour", "drop": 0.3}
+    assert cfg["conditions"]["c"] == {"type": "categorical", "field": "colour", "drop": 0.3, "held_out": []}
     assert load_recipe(RECIPES_DIR / "toy2d.toml")["conditions"] == {}
 
 
@@ -199,8 +199,9 @@ def test_held_out_combinations_leave_training_and_are_scored_apart(tmp_path):
     folder = _folder(tmp_path, sidecars=False)
     recipe = _recipe(tmp_path, folder)
     text = recipe.read_text().replace("[conditions.voice]\ntype = \"vector\"\nsource = \"sidecar\"\ndim = 3\n", "")
+    held_out = 'held_out = [{ digit = "1", speaker = "bob" }]\n'
     recipe.write_text(text.replace('[conditions.digit]\ntype = "categorical"\n',
-                                   '[conditions.digit]\ntype = "categorical"\nheld_out = [{ digit = "1", speaker = "bob" }]\n'))
+                                   '[conditions.digit]\ntype = "categorical"\n' + held_out))
     cfg = load_recipe(recipe)
     from modalities.audio import data
     from multidiff.conditioning.evaluation import _held_out_samples

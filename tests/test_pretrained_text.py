@@ -20,7 +20,8 @@ WORDS = ["[PAD]", "[UNK]", "a", "dot", *COLOURS]
 def _save_tiny_encoder(folder, kind: str):
     tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
     tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(folder)
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
+    fast.save_pretrained(folder)
     torch.manual_seed(0)
     if kind == "clip":
         config = transformers.CLIPTextConfig(vocab_size=len(WORDS), hidden_size=16, intermediate_size=32,

@@ -118,7 +118,6 @@ def evaluate(x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cache_dir:
     return results
 
 
-@torch.no_grad()
 def classify_field(x: torch.Tensor, field: str, values: list[str], cfg: dict, cache_dir: Path) -> torch.Tensor | None:
     """The value of field ``field`` (e.g. the speaker of a folder named by speaker) that a classifier trained
     as above, on the training clips labelled by that field, hears in each clip; None when the dataset
@@ -132,4 +131,6 @@ def classify_field(x: torch.Tensor, field: str, values: list[str], cfg: dict, ca
     encoder = build_encoder(relabelled)
     encoder.fit(train)
     x = x.detach().float().cpu()
-    return predict(trained_classifier(relabelled, train, encoder, cache_dir), x if x.ndim == 3 else x[:, None]).argmax(-1)
+    net = trained_classifier(relabelled, train, encoder, cache_dir)
+    with torch.no_grad():
+        return predict(net, x if x.ndim == 3 else x[:, None]).argmax(-1)

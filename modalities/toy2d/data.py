@@ -7,9 +7,10 @@ closed-form reference.
 
 A file holds one point per row: x, y and optionally an integer label (a .csv may have a header
 line). A .csv whose header names columns ``x`` and ``y`` may hold more columns, in any order: a
-``label`` column is the class, and every column other than x and y is a field of its point, which named
-conditions read (multidiff.conditioning). Every fifth row (index 4, 9, ...) is the test split; the others are the training split. A row with
-a value that is not finite is refused, naming the file and the row.
+``label`` column is the class, and every column other than x and y is a field of its point, which
+named conditions read (multidiff.conditioning). Every fifth row (index 4, 9, ...) is the test split;
+the others are the training split. A row with a value that is not finite is refused, naming the file
+and the row.
 """
 from __future__ import annotations
 

@@ -10,10 +10,12 @@ def describe_conditions(cfg: dict) -> list[str]:
             values = cfg["dataset"]["conditions"][name]["values"]
             takes = f"{len(values)} values: {', '.join(values[:12])}{', ...' if len(values) > 12 else ''}"
         elif spec["type"] == "vector":
-            takes = f"{spec['dim']} numbers ({'sidecar ' + spec['suffix'] if spec['source'] == 'sidecar' else 'CSV columns'})"
+            source = f"sidecar {spec['suffix']}" if spec["source"] == "sidecar" else "CSV columns"
+            takes = f"{spec['dim']} numbers ({source})"
         else:
             encoder = f"pretrained {spec['pretrained']}" if spec["pretrained"] else "byte-level transformer"
-            takes = f"a caption of at most {spec['max_length']} {'tokens' if spec['pretrained'] else 'bytes'} ({encoder})"
+            unit = "tokens" if spec["pretrained"] else "bytes"
+            takes = f"a caption of at most {spec['max_length']} {unit} ({encoder})"
             if spec["templates"]:
                 takes += f"; templates: {' | '.join(spec['templates'])}"
                 if spec["held_out"]:

@@ -68,7 +68,8 @@ def _template_prompts(n: int, cfg: dict, name: str, templates: list[str], modali
     test = modality.dataset(cfg, "test")
     fields = data.item_fields(test, cfg)
     items = [i % len(fields) for i in range(n)]
-    captions = [data.fill(templates[i % len(templates)], fields[j], name, f"test item {j}") for i, j in enumerate(items)]
+    captions = [data.fill(templates[i % len(templates)], fields[j], name, f"test item {j}")
+                for i, j in enumerate(items)]
     cond = build(n, cfg, [f"{other}=" for other in cfg["conditions"] if other != name])
     cond[name] = text.tokenizer(cfg["conditions"][name])(captions, f"condition {name!r}")
     cond["dropped"][:, list(cfg["conditions"]).index(name)] = False

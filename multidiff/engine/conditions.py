@@ -85,7 +85,7 @@ def guidance_scales(given, cfg: dict):
             value = float(text)
         except ValueError:
             raise UserError(f"--guidance takes a scale or NAME=SCALE, got {item!r}") from None
-        check_guidance(value, f"--guidance {item}")
+        check_guidance(value, f"guidance {name.strip()}" if sep else "guidance")
         if not sep:
             joint = value
         elif not conditioning.declared(cfg) or name.strip() not in cfg["conditions"]:

@@ -142,7 +142,8 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
             mask = batch["mask"].to(device, non_blocking=True) if "mask" in batch else None
             with torch.no_grad():
                 z, mask = batch_encoder.encode(x, mask)
-            labels = condition_batch.to(batch["cond"] if "cond" in batch else batch["label"], device) if conditional else None
+            labels = batch.get("cond", batch["label"]) if conditional else None   # named conditions: a dict
+            labels = condition_batch.to(labels, device)
             loss_sum = torch.zeros((), device=device)
             for k in range(0, per_rank, micro):
                 mb, gb = slice(k, k + micro), slice(offset + k, offset + k + micro)
