@@ -3,12 +3,14 @@ naming one of four clusters, trained together with independent dropout; each alo
 samples to its cluster (the reference: the cluster centres the data were drawn around)."""
 import numpy as np
 import pytest
+import torch
 
+from modalities.toy2d import Toy2DModality
 from multidiff.engine.config import load_recipe
 from multidiff.engine.errors import UserError
 from multidiff.engine.generate import generate, load_run
 from multidiff.engine.trainer import train
-from tests.conditions_helpers import CENTRES, write_recipe
+from tests.conditions_helpers import CENTRES, COLOURS, write_recipe
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +80,24 @@ def test_class_label_runs_keep_their_network_and_checkpoint_keys():
     from multidiff.engine.generate import build_model
     keys = set(build_model(modality.get("toy2d"), cfg).state_dict())
     assert cfg["conditions"] == {} and "label.table.weight" in keys and not any("conditioner" in k for k in keys)
+
+
+class NearestCluster(Toy2DModality):
+    """A toy2d judge with a closed-form answer: the colour of the nearest cluster centre."""
+
+    def classify(self, x, field, values, cfg, cache_dir):
+        assert field == "colour"
+        nearest = torch.cdist(x.double(), torch.as_tensor(CENTRES)).argmin(1)
+        return torch.tensor([values.index(COLOURS[int(c)]) for c in nearest])
+
+
+def test_eval_scores_each_categorical_by_the_modalitys_judge(run_dir, tmp_path):
+    from multidiff.conditioning.evaluation import score
+    from multidiff.engine.generate import draw
+
+    run = load_run(run_dir)
+    run.modality = NearestCluster()
+    metrics = score(run, 32, lambda cond: draw(run, cond, 32, sampler="dpmpp_2m", steps=10, guidance=1.0, seed=0),
+                    tmp_path)
+    assert metrics["colour_ceiling_accuracy"] == 1.0      # the clusters are 10 standard deviations apart
+    assert metrics["colour_accuracy"] >= 0.8 and "colour_accuracy_held_out" not in metrics

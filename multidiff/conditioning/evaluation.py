@@ -4,6 +4,7 @@
                              hears the value each sample was asked for (samples balanced over the
                              combinations of the categoricals)
     NAME_accuracy_held_out   the same over the samples asked for a held-out combination only
+    NAME_ceiling_accuracy    the judge's accuracy on the real test split (the best samples can score)
     NAME_trained_templates_KEY_accuracy, NAME_held_out_templates_KEY_accuracy
                              text NAME with templates: the modality's class accuracy (its ``data.cond_key``
                              class) of samples prompted with the trained, then the held-out templates
@@ -36,6 +37,7 @@ def score(run, n: int, draw, cache_dir) -> dict[str, float]:
                 metrics[f"{name}_accuracy"] = float(right.sum() / asked.sum())
                 if (held_out & asked).any():
                     metrics[f"{name}_accuracy_held_out"] = float(right[held_out].sum() / (held_out & asked).sum())
+                metrics[f"{name}_ceiling_accuracy"] = _ceiling(modality, cfg, condition["field"], values, cache_dir)
         elif condition["type"] == "text" and condition["templates"]:
             trained = [t for t in condition["templates"] if t not in condition["held_out"]]
             for group, templates in (("trained", trained), ("held_out", condition["held_out"])):
@@ -75,3 +77,12 @@ def _template_prompts(n: int, cfg: dict, name: str, templates: list[str], modali
     cond["dropped"][:, list(cfg["conditions"]).index(name)] = False
     labels = torch.as_tensor([int(test[j]["label"]) for j in items])
     return cond, labels
+
+
+def _ceiling(modality, cfg: dict, field: str, values: list[str], cache_dir) -> float:
+    """How often the judge of ``field`` hears the right value in the real test items (whose value it knows)."""
+    test = modality.dataset(cfg, "test")
+    known = [(i, values.index(f[field])) for i, f in enumerate(data.item_fields(test, cfg)) if f.get(field) in values]
+    real = torch.stack([test[i]["x"] for i, _ in known])
+    heard = modality.classify(real, field, values, cfg, cache_dir)
+    return float((heard.cpu() == torch.tensor([v for _, v in known])).float().mean())
