@@ -72,8 +72,8 @@ def load_run(run_or_ckpt: str | Path, device: torch.device | str = "cpu") -> Run
 @torch.no_grad()
 def draw(run: Run, labels, n: int, *, sampler: str, steps: int, guidance: float | dict,
          seed: int, progress: bool = False, **options) -> torch.Tensor:
-    """``n`` decoded samples (data space) from ``run`` with the given class labels (or named conditions), in chunks of
-    ``sample.batch_size``; ``progress``: a bar over the network evaluations on stderr; ``options`` go to
+    """``n`` decoded samples (data space) from ``run`` with the given class labels (or named conditions), in
+    chunks of ``sample.batch_size``; ``progress``: a bar over the network evaluations on stderr; ``options`` go to
     ``multidiff.sample`` (``sampling_options.options``: placement, eta, s_churn, t_min)."""
     from multidiff.sampling import sample
 
@@ -220,9 +220,8 @@ def score(run: Run, n: int, *, sampler: str, steps: int, guidance: float, seed: 
         return evaluation.score(run, n, lambda cond: draw(run, cond, n, sampler=sampler, steps=steps, guidance=guidance,
                                                           seed=seed, progress=progress, **options),
                                 _evaluation_cache(run))
-    cond = class_labels(n, run.cfg)
-    x = draw(run, cond, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=progress, **options)
-    labels = display_labels(cond, run.cfg)
+    labels = class_labels(n, run.cfg)
+    x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=progress, **options)
     return {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, _evaluation_cache(run)).items()}
 
 
