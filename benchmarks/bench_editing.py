@@ -7,8 +7,11 @@
                                                                    cut) completed to the run's point count
 
 Every edit asks for no class (label -1): the model must read the class from the kept part. Each figure
-comes with the classifier's accuracy on the untouched inputs (the ceiling) and, for inpainting, on the
-inputs with the regenerated part blanked (what the kept part alone tells the classifier).
+comes with the classifier's accuracy on the untouched inputs (the ceiling) and, for inpainting, what the
+kept part alone tells: a classifier of the same architecture trained on training inputs with the same
+part blanked, its accuracy and its mean probability of the true class. That mean is what an exact
+sampler of the missing part given the kept one would score under a perfect judge (a completion shows
+class c with the posterior probability of c), so it bounds any completion method's figure.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import torch
 
 from multidiff.engine.edit import edit, edit_labels
 from multidiff.engine.generate import load_run
-from multidiff.metrics import accuracy, predict
+from multidiff.metrics import accuracy, fit_classifier, predict
 
 
 def cache_dir(name: str) -> Path:
@@ -41,10 +44,25 @@ def run_edit(run, x, args, **options):
     return out, time.perf_counter() - started
 
 
+def guidances(run, args) -> list[float]:
+    """The known-data guidance scales to try: those asked for on a mask-conditioned run, else 1."""
+    return args.known_guidance if getattr(run.model, "mask_conditioned", False) else [1.0]
+
+
+def kept_part_ceiling(make_net, x_train, y_train, x_test, y_test, blank, steps: int, augment=None) -> str:
+    """Accuracy and mean true-class probability of a classifier trained on the kept part alone."""
+    net = fit_classifier(make_net(), blank(x_train), y_train, steps=steps, batch_size=64, lr=2e-3, seed=0,
+                         augment=augment)
+    logits = predict(net, blank(x_test))
+    p_true = logits.softmax(-1)[torch.arange(len(y_test)), y_test]
+    return f"accuracy {accuracy(logits, y_test):.3f}, mean p(true class) {float(p_true.mean()):.3f}"
+
+
 def mnist(run, args):
     from modalities.image.data import image_dataset
-    from modalities.image.metrics import trained_classifier
+    from modalities.image.metrics import FeatureCNN, trained_classifier
 
+    train = image_dataset(run.cfg, "train", full=True, with_labels=True)
     test = image_dataset(run.cfg, "test", full=True, with_labels=True)
     chosen = pick(args.n, len(test.labels))
     x, labels = test.images[chosen].float() / 127.5 - 1.0, test.labels[chosen]
@@ -54,12 +72,19 @@ def mnist(run, args):
     print(f"MNIST, {len(x)} test digits, sampler {args.sampler or run.cfg['sample']['sampler']}, "
           f"{args.steps or run.cfg['sample']['steps']} steps, no class given")
     print(f"  classifier on the originals:                   {accuracy(predict(net, x), labels):.3f}")
-    blank = x * keep - (1 - keep)
-    print(f"  classifier on the top half alone (rest blank): {accuracy(predict(net, blank), labels):.3f}")
+    def blank(images):
+        return images * keep - (1 - keep)
+
+    print(f"  classifier on the top half alone (rest blank): {accuracy(predict(net, blank(x)), labels):.3f}")
+    ceiling = kept_part_ceiling(lambda: FeatureCNN(1, 10), train.images.float() / 127.5 - 1.0, train.labels,
+                                test.images.float() / 127.5 - 1.0, test.labels, blank, args.ceiling_steps)
+    print(f"  trained on top halves, all {len(test.labels)} test digits:   {ceiling}")
     for r in args.resample:
-        out, seconds = run_edit(run, x, args, known_mask=keep, resample=r)
-        score = accuracy(predict(net, out), labels)
-        print(f"  top half kept, bottom generated, resample {r}: {score:.3f}  ({seconds:.0f} s)")
+        for w in guidances(run, args):
+            out, seconds = run_edit(run, x, args, known_mask=keep, resample=r, known_guidance=w)
+            score = accuracy(predict(net, out), labels)
+            print(f"  top half kept, bottom generated, resample {r}, known guidance {w:g}: {score:.3f}  "
+                  f"({seconds:.0f} s)")
     for strength in (0.5,):
         out, seconds = run_edit(run, x, args, strength=strength)
         print(f"  variations at strength {strength}:                 {accuracy(predict(net, out), labels):.3f}  "
@@ -68,7 +93,8 @@ def mnist(run, args):
 
 def audio(run, args):
     from modalities.audio import data
-    from modalities.audio.evaluation import trained_classifier
+    from modalities.audio.classifier import ClipClassifier
+    from modalities.audio.evaluation import augment, trained_classifier
 
     train, test = data.load(run.cfg, "train"), data.load(run.cfg, "test")
     chosen = pick(args.n, len(test))
@@ -82,10 +108,16 @@ def audio(run, args):
     print(f"  classifier on the originals:                    {accuracy(predict(net, x), labels):.3f}")
     print(f"  classifier on the originals through the encoder: {accuracy(predict(net, round_trip), labels):.3f}")
     print(f"  classifier with the middle 40% silenced:         {accuracy(predict(net, x * keep), labels):.3f}")
+    rate = int(run.cfg["data"]["sample_rate"])
+    ceiling = kept_part_ceiling(lambda: ClipClassifier(rate, len(train.class_names)), train.x, train.labels,
+                                test.x, test.labels, lambda clips: clips * keep, args.ceiling_steps,
+                                augment=lambda batch, gen: augment(batch, gen, rate) * keep)
+    print(f"  trained on clips with the middle silenced, all {len(test)} test clips: {ceiling}")
     for r in args.resample:
-        out, seconds = run_edit(run, x, args, known_mask=keep, resample=r)
-        score = accuracy(predict(net, out), labels)
-        print(f"  middle regenerated, resample {r}:                {score:.3f}  ({seconds:.0f} s)")
+        for w in guidances(run, args):
+            out, seconds = run_edit(run, x, args, known_mask=keep, resample=r, known_guidance=w)
+            score = accuracy(predict(net, out), labels)
+            print(f"  middle regenerated, resample {r}, known guidance {w:g}: {score:.3f}  ({seconds:.0f} s)")
 
 
 def chair(run, args):
@@ -108,7 +140,9 @@ def chair(run, args):
         print(f"  {name}: {float(kept.float().mean()):.0f} of {n} points kept on average")
         rows = {"partial input": padded, "copy and mirror": mirror}
         for r in args.resample:
-            rows[f"completion, resample {r}"], seconds = run_edit(run, x, args, known_mask=keep, resample=r)
+            for w in guidances(run, args):
+                name = f"completion, resample {r}" + (f", known guidance {w:g}" if w != 1 else "")
+                rows[name], _ = run_edit(run, x, args, known_mask=keep, resample=r, known_guidance=w)
         for label, clouds in rows.items():
             cd = float(chamfer(clouds.float(), x.float()).mean())
             emd = float(np.mean([emd_exact(a.numpy(), b.numpy()) for a, b in zip(clouds, x)]))
@@ -121,6 +155,10 @@ def main():
     parser.add_argument("run")
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--resample", type=int, nargs="+", default=[1])
+    parser.add_argument("--known-guidance", type=float, nargs="+", default=[1.0],
+                        help="guidance scales on the kept data to try (mask-conditioned runs)")
+    parser.add_argument("--ceiling-steps", type=int, default=1500,
+                        help="training steps of the classifier that sees the kept part alone")
     parser.add_argument("--sampler")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--threads", type=int, default=1)

@@ -115,6 +115,8 @@ def sample(run, n, steps, sampler, guidance, cond, prompt, seed, out_dir, placem
 @click.option("--strength", type=float, help="Variations (SDEdit): how far to noise the input, in (0, 1].")
 @click.option("--resample", type=click.IntRange(min=1), default=1, show_default=True,
               help="RePaint jumps: take each step this many times (mixes the generated part with the kept one).")
+@click.option("--known-guidance", type=click.FloatRange(0, 1e6), default=1.0, show_default=True,
+              help="Mask-conditioned models: guidance on the kept data (> 1 holds the generated part closer to it).")
 @click.option("--continue", "continue_from", type=click.Path(path_type=Path), help="Audio: a clip to continue.")
 @click.option("--seconds", type=float, help="Audio: how many seconds --continue adds.")
 @click.option("--complete", "partial", type=click.Path(path_type=Path),
@@ -126,13 +128,13 @@ def sample(run, n, steps, sampler, guidance, cond, prompt, seed, out_dir, placem
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the edited files and preview.png.")
-def edit(run, inputs, mask, strength, resample, continue_from, seconds, partial, n, steps, sampler, cond, seed,
-         out_dir):
+def edit(run, inputs, mask, strength, resample, known_guidance, continue_from, seconds, partial, n, steps, sampler,
+         cond, seed, out_dir):
     """Edit files with RUN: inpaint (--mask), vary (--strength), continue audio, complete point clouds."""
     from multidiff.engine.edit import edit_files
 
     paths = edit_files(run, out_dir, inputs=inputs, mask=mask, strength=strength, resample=resample,
-                       continue_from=continue_from, seconds=seconds, partial=partial, n=n,
+                       known_guidance=known_guidance, continue_from=continue_from, seconds=seconds, partial=partial, n=n,
                        cond=cond, sampler=sampler, steps=steps, seed=seed)
     click.echo(f"wrote {len(paths)} files to {out_dir}")
 

@@ -13,6 +13,11 @@ Every request goes through ``multidiff.sample`` and works with every sampler and
                          rest is generated to fit it. A mask-conditioned network (``MaskConditioned``)
                          is also shown the known data and the mask as extra inputs.
     resample = r         RePaint's jumps (Lugmayr et al. 2022): each step is taken r times in all.
+    known_guidance = w   For a mask-conditioned network: the prediction shown no known data plus w times
+                         (the prediction shown it - that one), classifier-free guidance on the known data
+                         as InstructPix2Pix guides on its input image (the network learned both: a share of
+                         its training masks is empty). w = 1 is the plain network; w > 1 holds the
+                         generated part closer to the kept one, for a second network call per evaluation.
 
 Why the known region needs no change to any sampler. The denoiser is wrapped so that its data
 prediction D equals the known data inside the mask. Every sampler's update is a per-coordinate linear
@@ -45,7 +50,7 @@ import torch
 
 from . import samplers
 
-EDIT_OPTIONS = ("init", "strength", "known", "known_mask", "resample")
+EDIT_OPTIONS = ("init", "strength", "known", "known_mask", "resample", "known_guidance")
 
 
 @dataclass
@@ -56,6 +61,7 @@ class Edit:
     known: torch.Tensor | None = None
     mask: torch.Tensor | None = None          # bool, broadcastable to the sample shape
     resample: int = 1
+    known_guidance: float = 1.0
 
     def times(self, place: Callable[[float], torch.Tensor], schedule) -> torch.Tensor:
         """The placement's times below t_s = strength (``place(t_max)`` gives the checked times)."""
@@ -78,9 +84,22 @@ class Edit:
 
     def model(self, model):
         """A mask-conditioned network sees the known data and the mask; any other network is unchanged."""
-        if self.known is None or not getattr(model, "mask_conditioned", False):
+        conditioned = getattr(model, "mask_conditioned", False)
+        if self.known_guidance != 1.0 and not conditioned:
+            raise ValueError("known_guidance needs a mask-conditioned network (a recipe with "
+                             "[edit] mask_conditioned = true); this one never sees the known data")
+        if self.known is None or not conditioned:
             return model
-        return partial(model, known=self.known, mask=self.mask)
+        shown = partial(model, known=self.known, mask=self.mask)
+        if self.known_guidance == 1.0:
+            return shown
+        scale = self.known_guidance
+
+        def known_guided(x, t, cond=None):
+            unseen = model(x, t, cond)
+            return unseen + scale * (shown(x, t, cond) - unseen)
+
+        return known_guided
 
     def denoiser(self, denoise):
         """D with the known data inside the mask (see the module docstring for why that is enough)."""
@@ -121,6 +140,7 @@ def request(shape: tuple[int, ...], options: dict) -> Edit:
     init, strength = options.pop("init", None), options.pop("strength", None)
     known, mask = options.pop("known", None), options.pop("known_mask", None)
     resample = options.pop("resample", 1)
+    known_guidance = options.pop("known_guidance", 1.0)
     edit = Edit()
     if strength is not None and init is None:
         raise ValueError("strength needs init=, the data to start from")
@@ -137,6 +157,12 @@ def request(shape: tuple[int, ...], options: dict) -> Edit:
     if resample > 1 and known is None:
         raise ValueError("resample jumps mix the generated region with a known one: pass known= and known_mask=")
     edit.resample = int(resample)
+    if isinstance(known_guidance, bool) or not isinstance(known_guidance, (int, float)) \
+            or not 0.0 <= known_guidance <= 1e6:
+        raise ValueError(f"known_guidance must be a number in [0, 1e6] (1 = none), got {known_guidance!r}")
+    if known_guidance != 1.0 and known is None:
+        raise ValueError("known_guidance guides on the known data: pass known= and known_mask=")
+    edit.known_guidance = float(known_guidance)
     return edit
 
 

@@ -5,9 +5,10 @@
 points), so the modality builds its backbone for 2C + 1 input features and the first C outputs are the
 prediction (as in Stable Diffusion's inpainting UNet). In training the wrapper is given the clean data
 and draws its own random masks (from the global generator, which the trainer seeds per step as it does
-for dropout): ``EMPTY_SHARE`` of them empty, so the model still generates from nothing; the others keep
-the inside or the outside of a random box over the grid, or for point clouds the points beyond a
-random plane. ``multidiff.sample(..., known=, known_mask=)`` passes the data and the mask in.
+for dropout): ``EMPTY_SHARE`` of them empty, so the model still generates from nothing; of the others on a
+grid, ``HALF_SHARE`` keep one side of a random cut across one axis (the top rows of an image, the start of a
+clip: completion and continuation, which boxes alone rarely show) and the rest the inside or the outside
+of a random box; for point clouds, the points beyond a random plane. ``multidiff.sample(..., known=, known_mask=)`` passes the data and the mask in.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 EMPTY_SHARE = 0.2
+HALF_SHARE = 0.4
 
 
 class MaskConditioned(nn.Module):
@@ -52,7 +54,9 @@ def random_masks(x0: torch.Tensor, feature_axis: int) -> torch.Tensor:
             view = (batch, *[1] * len(grid))
             inside &= (position >= start.view(view)) & (position < (start + length).view(view))
         keep_inside = torch.rand(batch, device=device).view(batch, *[1] * len(grid)) < 0.5
-        mask = torch.where(keep_inside, inside, ~inside)[:, None]
+        mask = torch.where(keep_inside, inside, ~inside)
+        half = (torch.rand(batch, device=device) < HALF_SHARE).view(batch, *[1] * len(grid))
+        mask = torch.where(half, half_masks(batch, grid, device), mask)[:, None]
     else:                                                               # points: beyond a random plane
         direction = torch.nn.functional.normalize(torch.randn(batch, 1, x0.shape[-1], device=device), dim=-1)
         height = (x0 * direction).sum(-1)                               # (B, N)
@@ -60,6 +64,22 @@ def random_masks(x0: torch.Tensor, feature_axis: int) -> torch.Tensor:
         mask = (height > cut[:, None])[..., None]
     empty = torch.rand(batch, device=device) < EMPTY_SHARE
     return (mask & ~empty.view(batch, *[1] * (mask.ndim - 1))).to(x0.dtype)
+
+
+def half_masks(batch: int, grid: tuple[int, ...], device) -> torch.Tensor:
+    """(batch, *grid) booleans: per example, the positions on one side (either) of a cut across a random
+    axis at 20-80% of its length."""
+    axis = torch.randint(len(grid), (batch,), device=device)
+    fraction = torch.rand(batch, device=device) * 0.6 + 0.2
+    before = torch.rand(batch, device=device) < 0.5
+    mask = torch.zeros(batch, *grid, dtype=torch.bool, device=device)
+    for a, size in enumerate(grid):
+        shape = (1, *[1] * a, size, *[1] * (len(grid) - a - 1))
+        position = (torch.arange(size, device=device) + 0.5).view(shape) / size
+        view = (batch, *[1] * len(grid))
+        side = torch.where(before.view(view), position < fraction.view(view), position >= fraction.view(view))
+        mask |= side & (axis == a).view(view)
+    return mask
 
 
 def build(modality, cfg: dict, shape: tuple[int, ...], num_classes: int) -> MaskConditioned:

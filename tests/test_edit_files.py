@@ -66,6 +66,27 @@ def test_random_training_masks_cover_boxes_planes_and_empty_masks():
     assert float(partial.min()) >= 0.15 and float(partial.max()) <= 0.85      # cut at the 20-80% quantile
 
 
+def test_half_masks_keep_one_side_of_a_cut_across_one_axis():
+    from multidiff.mask_conditioning import EMPTY_SHARE, HALF_SHARE, half_masks
+
+    torch.manual_seed(0)
+    masks = half_masks(2000, (8, 16), "cpu").long()
+    for m in masks:
+        rows_equal, cols_equal = bool((m == m[:1]).all()), bool((m == m[:, :1]).all())
+        assert rows_equal != cols_equal                       # a cut across exactly one axis
+        line = m[0] if rows_equal else m[:, 0]
+        steps = (line[1:] != line[:-1]).sum()
+        assert steps == 1 and 0.15 <= float(line.float().mean()) <= 0.85  # one side, cut at 20-80%
+    assert 0.45 < float((masks[:, 0, 0] == 1).float().mean()) < 0.55     # either side kept
+    torch.manual_seed(1)
+    grid = random_masks(torch.zeros(4000, 1, 6, 10), 1)[:, 0]
+    halves = [(m == m[:1]).all() or (m == m[:, :1]).all() for m in grid if 0 < m.mean() < 1]
+    share = float(torch.tensor(halves).float().mean())
+    # boxes touching two opposite sides also look like halves (a box covers 20-80% per axis; rare)
+    assert HALF_SHARE <= share < HALF_SHARE + 0.1, share
+    assert abs(float((grid.flatten(1).sum(1) == 0).float().mean()) - EMPTY_SHARE) < 0.03
+
+
 def test_image_specs_and_files(tmp_path):
     cfg = {"data": {"resolution": 4, "channels": 3}}
     x = read_image(write_png(tmp_path / "a.png", 4, 255), cfg)
@@ -140,6 +161,9 @@ def test_the_edit_command_writes_files_and_refuses_bad_input_in_one_line(image_r
                               "--out", str(tmp_path / "out")])
     assert ok.exit_code == 0, ok.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir())[:1] == ["0000_sample.png"]
+    guided = runner.invoke(main, ["edit", str(image_run), "--input", str(image), "--mask", "top-half",
+                                  "--known-guidance", "2", "--out", str(tmp_path / "guided")])
+    assert guided.exit_code == 0, guided.output
     bad = {("--input", str(write_png(tmp_path / "big.png", 32)), "--mask", "top-half"): "the image is 32x32",
            ("--input", str(image), "--strength", "1.5"): "strength must be a number in (0, 1]",
            ("--input", str(image), "--strength", "0"): "strength must be a number in (0, 1]",
@@ -147,6 +171,7 @@ def test_the_edit_command_writes_files_and_refuses_bad_input_in_one_line(image_r
            ("--input", str(image), "--mask", str(write_png(tmp_path / "m.png", 8))): "the mask is 8x8 pixels",
            ("--input", str(image), "--mask", "keep=" + str(write_png(tmp_path / "black.png", 16, 0))): "keeps nothing",
            ("--input", str(image)): "nothing to edit",
+           ("--input", str(image), "--strength", "0.5", "--known-guidance", "2"): "--known-guidance needs a mask",
            ("--complete", str(image)): "--complete needs a point-cloud model"}
     for args, message in bad.items():
         result = runner.invoke(main, ["edit", str(image_run), *args, "--out", str(tmp_path / "bad")])

@@ -165,6 +165,41 @@ def test_a_mask_conditioned_network_is_shown_the_known_data_and_the_mask():
     assert torch.equal(seen["known"], data) and torch.equal(seen["mask"], mask.bool())
 
 
+@pytest.mark.parametrize("scale", [0.0, 1.0, 3.0])
+def test_known_guidance_mixes_the_predictions_with_and_without_the_known_data(scale):
+    """Reference: the same sampling with a plain network built by hand as unseen + w (shown - unseen)."""
+    unseen = THREE.model("eps", COSINE)
+    three_d = GaussianMixture([0.5, 0.5], [[-1.0, -1.5, 0.5], [1.0, 1.5, -0.5]], [0.6, 0.6]).model("eps", COSINE)
+
+    def conditioned(x, t, cond=None, known=None, mask=None):
+        return unseen(x, t, cond) if known is None else three_d(x, t, cond)
+
+    conditioned.mask_conditioned = True
+
+    def by_hand(x, t, cond=None):
+        return unseen(x, t, cond) + scale * (three_d(x, t, cond) - unseen(x, t, cond))
+
+    known, mask = torch.randn(8, 3, dtype=torch.float64), torch.tensor([[1, 0, 0]])
+    noise = torch.randn(8, 3, generator=seeded(3), dtype=torch.float64)
+    common = dict(schedule=COSINE, sampler="dpmpp_2m", steps=6, known=known, known_mask=mask, noise=noise)
+    got = multidiff.sample(conditioned, (8, 3), known_guidance=scale, **common)
+    want = multidiff.sample(by_hand, (8, 3), **common)
+    assert torch.allclose(got, want, atol=1e-12) and torch.equal(got[:, 0], known[:, 0])
+    blind = multidiff.sample(unseen, (8, 3), **common)                 # replacement alone: the network unseen
+    assert torch.allclose(got, blind, atol=1e-12) == (scale == 0)
+
+
+def test_known_guidance_needs_a_mask_conditioned_network_and_a_known_region():
+    with pytest.raises(ValueError, match="needs a mask-conditioned network"):
+        multidiff.sample(TWO.model("eps", COSINE), (2, 2), schedule=COSINE, steps=3, known=torch.zeros(2, 2),
+                         known_mask=torch.tensor([[1, 0]]), known_guidance=2.0)
+    with pytest.raises(ValueError, match="pass known= and known_mask="):
+        multidiff.sample(TWO.model("eps", COSINE), (2, 2), schedule=COSINE, steps=3, known_guidance=2.0)
+    with pytest.raises(ValueError, match=r"known_guidance must be a number in \[0, 1e6\]"):
+        multidiff.sample(TWO.model("eps", COSINE), (2, 2), schedule=COSINE, steps=3, known=torch.zeros(2, 2),
+                         known_mask=torch.tensor([[1, 0]]), known_guidance=-1.0)
+
+
 @pytest.mark.parametrize("options, message", [
     ({"init": torch.zeros(2, 2), "strength": 0.0}, "strength must be a number in (0, 1]"),
     ({"init": torch.zeros(2, 2), "strength": 1.5}, "strength must be a number in (0, 1]"),

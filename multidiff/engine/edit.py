@@ -36,7 +36,7 @@ def edit_labels(n: int, cfg: dict, cond_index: int | None):
 @torch.no_grad()
 def edit(run: Run, x: torch.Tensor, *, known_mask: torch.Tensor | None = None, strength: float | None = None,
          resample: int = 1, labels: torch.Tensor | None = None, sampler: str, steps: int, guidance: float,
-         seed: int) -> torch.Tensor:
+         seed: int, known_guidance: float = 1.0) -> torch.Tensor:
     """Edited versions of the data-space batch ``x``: variations (``strength``) and/or inpainting
     (``known_mask``, 1 where x is kept, broadcastable to x). Returns decoded samples."""
     if known_mask is None and strength is None:
@@ -53,7 +53,8 @@ def edit(run: Run, x: torch.Tensor, *, known_mask: torch.Tensor | None = None, s
         if strength is not None:
             options.update(init=z[part], strength=strength)
         if mask_z is not None:
-            options.update(known=z[part], known_mask=mask_z[part] > 0.5, resample=resample)
+            options.update(known=z[part], known_mask=mask_z[part] > 0.5, resample=resample,
+                           known_guidance=known_guidance)
         cond = condition_batch.to(condition_batch.take(labels, part), device)
         edited = _sample(run.model, z[part].shape, schedule=diffusion.schedule, sampler=sampler, steps=steps,
                          prediction=diffusion.prediction, cond=cond,
@@ -72,7 +73,7 @@ def _sample(*args, **kwargs):
 def edit_files(run_or_ckpt, out_dir, *, inputs=None, mask: str | None = None, strength: float | None = None,
                resample: int = 1, continue_from=None, seconds: float | None = None, partial=None, n: int = 1,
                cond: str | None = None, sampler: str | None = None, steps: int | None = None, seed: int = 0,
-               device: str | None = None) -> list[Path]:
+               device: str | None = None, known_guidance: float = 1.0) -> list[Path]:
     """``multidiff edit``: read the inputs (a file or a folder; a clip to continue; a partial cloud), edit
     each ``n`` times, write the results and a preview to ``out_dir``; returns the written paths."""
     from multidiff.editing import check_strength
@@ -103,12 +104,16 @@ def edit_files(run_or_ckpt, out_dir, *, inputs=None, mask: str | None = None, st
         x, keep = _read_inputs(run, Path(inputs), mask)
         if keep is None and strength is None:
             raise UserError("nothing to edit: give --mask (what to regenerate) and/or --strength")
+    if known_guidance != 1.0 and (keep is None or not getattr(run.model, "mask_conditioned", False)):
+        raise UserError("--known-guidance needs a mask (what to keep) and a mask-conditioned model "
+                        "(trained with [edit] mask_conditioned = true)")
     x, keep = x.repeat_interleave(n, 0), None if keep is None else keep.repeat_interleave(n, 0)
     labels = class_labels(len(x), cfg, cond) if cond is not None else edit_labels(len(x), cfg, None)
     chosen = sampler or cfg["sample"]["sampler"]
     validate_sampler(chosen)
     out = edit(run, x, known_mask=keep, strength=strength, resample=resample, labels=labels, sampler=chosen,
-               steps=steps or cfg["sample"]["steps"], guidance=cfg["sample"]["guidance"], seed=seed)
+               steps=steps or cfg["sample"]["steps"], guidance=cfg["sample"]["guidance"], seed=seed,
+               known_guidance=known_guidance)
     if head is not None:
         out = torch.cat([head.repeat_interleave(n, 0), out], dim=-1)
     out_dir = Path(out_dir)
