@@ -87,21 +87,25 @@ def _placement_options(command):
 @click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Number of samples.")
 @click.option("--steps", type=click.IntRange(min=1), help="Sampler steps [default: the recipe's].")
 @click.option("--sampler", help="Sampler name [default: the recipe's].")
-@click.option("--guidance", type=float, help="Classifier-free guidance scale [default: the recipe's].")
-@click.option("--cond", metavar="KEY=VALUE", help="Class of every sample, e.g. --cond digit=7 (name or index; "
-              "KEY as multidiff info shows it); default: balanced over the classes.")
+@click.option("--guidance", multiple=True, metavar="SCALE|NAME=SCALE",
+              help="Classifier-free guidance scale [default: the recipe's]; NAME=SCALE guides one named condition "
+                   "(compositional guidance), e.g. --guidance 2 --guidance speaker=1.5.")
+@click.option("--cond", multiple=True, metavar="KEY=VALUE", help="Class of every sample, e.g. --cond digit=7 (name "
+              "or index; KEY as multidiff info shows it), repeatable for named conditions; default: balanced over "
+              "the classes.")
+@click.option("--prompt", help="The caption of every sample, for a model with a text condition.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the sample files and preview.png.")
 @click.option("--points", type=click.IntRange(min=1), help="Points per sample of a latent point-cloud run, whose "
               "decoder emits any number [default: as many as it was trained on].")
 @_placement_options
-def sample(run, n, steps, sampler, guidance, cond, seed, out_dir, points, placement, eta, churn):
+def sample(run, n, steps, sampler, guidance, cond, prompt, seed, out_dir, points, placement, eta, churn):
     """Draw samples from RUN (a run directory or a .safetensors checkpoint)."""
     from multidiff.engine.generate import generate
 
-    result = generate(run, n, sampler=sampler, steps=steps, guidance=guidance, cond=cond, seed=seed, out_dir=out_dir,
-                      placement=placement, eta=eta, churn=churn, points=points)
+    result = generate(run, n, sampler=sampler, steps=steps, guidance=guidance or None, cond=cond or None, seed=seed,
+                      out_dir=out_dir, placement=placement, eta=eta, churn=churn, prompt=prompt, points=points)
     click.echo(f"wrote {len(result['paths'])} files to {out_dir}")
 
 
@@ -143,7 +147,8 @@ def edit(run, inputs, mask, strength, resample, known_guidance, continue_from, s
 @_placement_options
 @click.option("--sampler", help="Sampler name [default: the recipe's].")
 @click.option("--steps", type=click.IntRange(min=1), help="Sampler steps [default: the recipe's].")
-@click.option("--guidance", type=float, help="Classifier-free guidance scale [default: the recipe's].")
+@click.option("--guidance", multiple=True, metavar="SCALE|NAME=SCALE",
+              help="Classifier-free guidance scale [default: the recipe's]; NAME=SCALE per named condition.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="JSON file for the result (must not exist) [default: RUN_DIR/evals/eval_step<STEP>_<K>.json].")
@@ -154,7 +159,7 @@ def evaluate(run_dir, n, sampler, steps, guidance, seed, out, placement, eta, ch
     """
     from multidiff.engine.generate import evaluate as run_evaluation
 
-    scores = run_evaluation(run_dir, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, out=out,
+    scores = run_evaluation(run_dir, n, sampler=sampler, steps=steps, guidance=guidance or None, seed=seed, out=out,
                             placement=placement, eta=eta, churn=churn)
     for name, value in scores.items():
         click.echo(f"{name}: {value:.6g}")

@@ -114,6 +114,12 @@ class Modality:
         """The mask of a spec or mask file for example ``x``: 1 where x is kept, broadcastable to x."""
         raise ValueError(f"the {self.name} modality has no edit masks")
 
+    def classify(self, x: torch.Tensor, field: str, values: list[str], cfg: dict, cache_dir: Path):
+        """For named conditions: the index in ``values`` of the value of item field ``field`` (e.g. the
+        speaker) that a judge trained on the real training data hears in each decoded sample, a LongTensor
+        (B,); None when the modality has no judge for that field."""
+        return None
+
     def evaluate(self, x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cache_dir: Path) -> dict[str, float]:
         """The field's metrics for decoded samples against the held-out split. ``cache_dir`` is
         where the modality may keep what it trains or computes once (e.g. a feature classifier)."""

@@ -42,6 +42,7 @@ import torch
 
 from . import parameterizations, samplers, schedules
 from . import steps as placements
+from .conditioning import batch as condition_batch
 from .guidance import guided
 from .parameterizations import Denoiser
 from .sampling import device_of
@@ -144,15 +145,15 @@ def fit(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int | Itera
     shape = tuple(int(n) for n in shape)
     if len(shape) < 1 or min(shape) < 1:
         raise ValueError(f"shape must be (pilot batch, ...) with positive sizes, got {shape}")
-    if cond is not None and tuple(cond.shape) != shape[:1]:
-        raise ValueError(f"cond must be a LongTensor of shape ({shape[0]},), got {tuple(cond.shape)}")
+    if cond is not None and condition_batch.size(cond) != shape[0]:
+        raise ValueError(f"cond must hold {shape[0]} rows of conditions, got {condition_batch.size(cond)}")
     say = progress or (lambda line: None)
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     noise = torch.randn(shape, generator=generator, dtype=torch.float32)
     start = (noise * float(schedule.sigma(torch.tensor(1.0, dtype=torch.float64)))).to(device_of(model))
     denoiser = guided(Denoiser(model, schedule, prediction), guidance_scale)
-    cond = None if cond is None else cond.to(start.device)
+    cond = condition_batch.to(cond, start.device)
     fitted_for = {"schedule": repr(schedule), "sampler": sampler, "t_min": t_min, "prediction": repr(prediction),
                   "guidance_scale": guidance_scale, "pilot_batch": shape[0]}
     with torch.no_grad():

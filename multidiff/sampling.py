@@ -16,6 +16,7 @@ import torch
 
 from . import editing, parameterizations, samplers, schedules
 from . import steps as placements
+from .conditioning import batch as condition_batch
 from .guidance import guided
 from .parameterizations import Denoiser
 
@@ -34,7 +35,7 @@ DEFAULT_PLACEMENT = {
 
 
 def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20, prediction="eps",
-           cond=None, guidance_scale: float = 1.0, noise=None, generator=None, t_min: float = placements.T_MIN,
+           cond=None, guidance_scale: float | dict = 1.0, noise=None, generator=None, t_min: float = placements.T_MIN,
            **options) -> torch.Tensor:
     """Draw samples of ``shape`` (batch first) from ``model(x_t, t, cond) -> prediction``.
 
@@ -50,6 +51,8 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
     chunked draws then equal one batch), and the sampler's own
     keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order, variant). Editing (``multidiff.editing``):
     ``init`` and ``strength`` (SDEdit), ``known``, ``known_mask`` and ``resample`` (inpainting).
+    cond: class labels (B,), or a dict of named conditions (multidiff.conditioning); guidance_scale: a
+    number, or {name: scale} for compositional guidance over named conditions (multidiff.guidance).
     Network calls: ``steps`` for every sampler, 2 * steps - 1 for heun (with guidance each call runs the
     conditional and unconditional branches as one doubled batch), (resample - 1) more per step.
     """
@@ -60,7 +63,10 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
     shape = tuple(int(n) for n in shape)
     if len(shape) < 1 or shape[0] < 1:
         raise ValueError(f"shape must start with a positive batch size, got {shape}")
-    if cond is not None and tuple(cond.shape) != shape[:1]:
+    if isinstance(cond, dict):
+        if condition_batch.size(cond) != shape[0]:
+            raise ValueError(f"cond must hold {shape[0]} rows of conditions, got {condition_batch.size(cond)}")
+    elif cond is not None and tuple(cond.shape) != shape[:1]:
         raise ValueError(f"cond must be a LongTensor of shape ({shape[0]},), got {tuple(cond.shape)}")
     edit = editing.request(shape, options)
     placement = options.pop("placement", DEFAULT_PLACEMENT[sampler])
@@ -110,7 +116,7 @@ def device_of(model, cond=None) -> torch.device:
     if isinstance(model, torch.nn.Module):
         for tensor in model.parameters():
             return tensor.device
-    return cond.device if cond is not None else torch.device("cpu")
+    return condition_batch.device(cond) or torch.device("cpu")
 
 
 def _seed(generator) -> int:

@@ -43,7 +43,8 @@ class AudioClips(torch.utils.data.Dataset):
     """Clips ``x`` (N, 1, T), real lengths (N,), labels (N,) (-1 when unconditional)."""
 
     def __init__(self, x: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, class_names: list[str],
-                 sample_rate: int, skipped: list[str], mask_padding: bool = True):
+                 sample_rate: int, skipped: list[str], mask_padding: bool = True,
+                 fields: list[dict[str, str]] | None = None, files: list[Path] | None = None):
         self.x = x
         self.lengths = lengths
         self.labels = labels
@@ -52,6 +53,9 @@ class AudioClips(torch.utils.data.Dataset):
         #: messages naming each file skipped with ``skip_bad_files``
         self.skipped = skipped
         self.mask_padding = mask_padding
+        #: per clip of a folder: its fields (name_pattern groups, labels_csv columns) and its file, which
+        #: named conditions read (multidiff.conditioning); None for synthetic clips
+        self.fields, self.files = fields, files
 
     def __len__(self) -> int:
         return len(self.x)
@@ -102,14 +106,15 @@ def _prepare(wave: torch.Tensor, data: dict) -> tuple[torch.Tensor, int]:
 
 
 def _assemble(waves: list[torch.Tensor], labels: list[int], class_names: list[str], data: dict,
-              skipped: list[str]) -> AudioClips:
+              skipped: list[str], sources: list[ClipSource] | None = None) -> AudioClips:
     prepared = [_prepare(w, data) for w in waves]
     x = torch.stack([w for w, _ in prepared])[:, None] if prepared else torch.zeros(0, 1, int(data["length"]))
     lengths = torch.tensor([n for _, n in prepared], dtype=torch.long)
     conditional = data.get("conditional", True)
     label_tensor = torch.tensor(labels, dtype=torch.long) if conditional else torch.full((len(waves),), -1)
     return AudioClips(x, lengths, label_tensor, class_names if conditional else [], int(data["sample_rate"]), skipped,
-                      bool(data.get("mask_padding", True)))
+                      bool(data.get("mask_padding", True)), None if sources is None else [s.fields for s in sources],
+                      None if sources is None else [s.path for s in sources])
 
 
 def _load_synthetic(data: dict, split: str) -> AudioClips:
@@ -175,7 +180,7 @@ def _load_folder(data: dict, split: str) -> AudioClips:
     class_names = _class_names({s.fields[data["label_key"]] for s in good}) if conditional else []
 
     rate = int(data["sample_rate"])
-    waves, labels = [], []
+    waves, labels, kept = [], [], []
     for src in good:
         if _split_of(src, data) != split:
             continue
@@ -186,7 +191,8 @@ def _load_folder(data: dict, split: str) -> AudioClips:
             continue
         waves.append(preprocess.resample(preprocess.to_mono(wave), file_rate, rate))
         labels.append(class_names.index(src.fields[data["label_key"]]) if conditional else -1)
+        kept.append(src)
     report_count(len(skipped), len(sources), "audio files", root)
     if not waves:
         raise ValueError(f"no usable {split} clips in {root}")
-    return _assemble(waves, labels, class_names, data, skipped)
+    return _assemble(waves, labels, class_names, data, skipped, kept)

@@ -116,3 +116,21 @@ def evaluate(x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cache_dir:
             results["ceiling_pitch_accuracy"] = pitch.accuracy(test.x, test.labels, train.sample_rate)
             results["ceiling_decoded_pitch_accuracy"] = pitch.accuracy(decoded_test, test.labels, train.sample_rate)
     return results
+
+
+def classify_field(x: torch.Tensor, field: str, values: list[str], cfg: dict, cache_dir: Path) -> torch.Tensor | None:
+    """The value of field ``field`` (e.g. the speaker of a folder named by speaker) that a classifier trained
+    as above, on the training clips labelled by that field, hears in each clip; None when the dataset
+    does not label its clips by ``field`` with exactly ``values``."""
+    if cfg["data"]["source"] == "synthetic":
+        return None
+    relabelled = {**cfg, "data": {**cfg["data"], "label_key": field, "conditional": True}}
+    train = data.load(relabelled, "train")
+    if train.class_names != list(values):
+        return None
+    encoder = build_encoder(relabelled)
+    encoder.fit(train)
+    x = x.detach().float().cpu()
+    net = trained_classifier(relabelled, train, encoder, cache_dir)
+    with torch.no_grad():
+        return predict(net, x if x.ndim == 3 else x[:, None]).argmax(-1)

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from multidiff.conditioning import encoders
 from multidiff.modality import Encoder, Modality
 from multidiff.nn.unet import UNet
 
@@ -49,7 +50,7 @@ class AudioModality(Modality):
         if len(shape) != 2:
             raise ValueError(f"audio examples are (channels, time), got shape {tuple(shape)}")
         settings = {k: tuple(v) if k in _TUPLE_KEYS else v for k, v in cfg["model"].items()}
-        net = UNet(dims=1, in_channels=shape[0], num_classes=num_classes, **settings)
+        net = UNet(dims=1, in_channels=shape[0], num_classes=num_classes, conditions=encoders.factory(cfg), **settings)
         if shape[1] % net.downsample_factor:
             raise ValueError(f"the UNet halves time {len(settings['channel_mult']) - 1} times, so "
                              f"the encoded length {shape[1]} must be a multiple of {net.downsample_factor}; "
@@ -73,6 +74,9 @@ class AudioModality(Modality):
 
     def edit_mask(self, spec: str, x: torch.Tensor, cfg: dict) -> torch.Tensor:
         return time_mask(spec, x, cfg)
+
+    def classify(self, x: torch.Tensor, field: str, values: list[str], cfg: dict, cache_dir: Path):
+        return evaluation.classify_field(x, field, values, cfg, cache_dir)
 
     def evaluate(self, x: torch.Tensor, labels: torch.Tensor | None, cfg: dict, cache_dir: Path) -> dict[str, float]:
         return evaluation.evaluate(x, labels, cfg, cache_dir)

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from multidiff.conditioning import encoders
 from multidiff.modality import Modality
 from multidiff.nn.unet import UNet
 
@@ -51,7 +52,7 @@ class ImageModality(Modality):
                              f"(model.channel_mult = {m['channel_mult']}); pick a data.resolution divisible by {factor}")
         return UNet(2, shape[0], channels=m["channels"], channel_mult=tuple(m["channel_mult"]),
                     num_res_blocks=m["num_res_blocks"], attn_levels=tuple(m["attn_levels"]), num_heads=m["num_heads"],
-                    num_classes=num_classes, dropout=m["dropout"])
+                    num_classes=num_classes, dropout=m["dropout"], conditions=encoders.factory(cfg))
 
     def write(self, x: torch.Tensor, labels, out_dir: Path, cfg: dict) -> list[Path]:
         """One PNG per sample (``0000_<class>.png``...); the grid of them is the preview."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from multidiff.conditioning import encoders
 from multidiff.eval_cache import identity
 from multidiff.modality import Encoder, Modality
 
@@ -100,10 +101,14 @@ class PointsModality(Modality):
     def backbone(self, cfg: dict, shape, num_classes: int) -> torch.nn.Module:
         m = cfg["model"]
         if len(shape) == 1:  # the shape codes of a point autoencoder (a latent recipe)
+            if encoders.factory(cfg) is not None:
+                raise ValueError("named [conditions] need the point transformer; the shape-code denoiser of a "
+                                 "latent point recipe takes one class label")
             return VectorDenoiser(shape[0], num_classes, width=m["width"], depth=m["depth"])
         if len(shape) != 2 or shape[1] < 3:
             raise ValueError(f"the points modality works on clouds of shape (N, 3), got examples of shape {tuple(shape)}")
-        return PointTransformer(num_classes, width=m["width"], depth=m["depth"], heads=m["heads"], in_features=shape[1])
+        return PointTransformer(num_classes, width=m["width"], depth=m["depth"], heads=m["heads"], in_features=shape[1],
+                                conditions=encoders.factory(cfg))
 
     def write(self, x, labels, out_dir: Path, cfg: dict) -> list[Path]:
         return io.write_clouds(x, labels, out_dir, _class_names(cfg))

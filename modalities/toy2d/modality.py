@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from multidiff.conditioning import encoders
 from multidiff.metrics import frechet_distance
 from multidiff.modality import Encoder, Modality
 
@@ -57,7 +58,8 @@ class Toy2DModality(Modality):
         if tuple(shape) != (2,):
             raise ValueError(f"toy2d works on 2-D points, got examples of shape {tuple(shape)}")
         m = cfg["model"]
-        return PointMLP(num_classes, hidden=m["hidden"], depth=m["depth"], time_dim=m["time_dim"])
+        return PointMLP(num_classes, hidden=m["hidden"], depth=m["depth"], time_dim=m["time_dim"],
+                        conditions=encoders.factory(cfg))
 
     def write(self, x, labels, out_dir: Path, cfg: dict) -> list[Path]:
         out_dir = Path(out_dir)
@@ -77,7 +79,7 @@ class Toy2DModality(Modality):
         fig = Figure(figsize=(4, 4), dpi=100)
         ax = fig.add_subplot()
         colours = None if labels is None else labels.cpu().numpy()
-        ax.scatter(points[:, 0], points[:, 1], c=colours, s=6, cmap="tab10")
+        ax.scatter(points[:, 0], points[:, 1], c=colours, s=6, cmap=None if colours is None else "tab10")
         ax.set_aspect("equal")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

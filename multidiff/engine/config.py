@@ -17,6 +17,7 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
+from multidiff.conditioning import spec as conditioning_spec
 from multidiff.engine.errors import UserError
 
 #: The built-in recipes: package data, so an installed multidiff (wheel or not) has them.
@@ -77,6 +78,7 @@ ENGINE_DEFAULTS = {
         "batch_size": 256,          # samples generated at once
     },
     "eval": {"n": 100},
+    "conditions": {},               # [conditions.NAME] tables: multidiff.conditioning.spec
     "latent": {                     # diffusion in the latents of an autoencoder run (multidiff.latent)
         "autoencoder": "",          # its run directory; relative: to the current folder, then the recipe's
         "recipe": "",               # the recipe that trains it (same preset) when the run is missing
@@ -143,9 +145,11 @@ def load_recipe(path: str | Path, preset: str | None = None, overrides=()) -> di
             raise UserError(f"recipe {path.name} has no preset {preset!r}; it has: {', '.join(presets) or 'none'}")
         _merge(cfg, presets[preset], "", f"preset {preset!r}")
         cfg["preset"] = preset
+    cfg["conditions"] = conditioning_spec.resolve(cfg["conditions"])  # every key present, so --set may set it
     for item in overrides:
         apply_override(cfg, item)
     cfg["name"] = cfg["name"] or path.stem
+    cfg["conditions"] = conditioning_spec.resolve(cfg["conditions"])
     _resolve_path(cfg["data"], "path", path.parent)
     _resolve_path(cfg["latent"], "autoencoder", path.parent)
     validate(cfg)
@@ -350,7 +354,9 @@ def _merge(base: dict, update: dict, prefix: str, origin: str) -> None:
         name = f"{prefix}.{key}" if prefix else key
         if key not in base:
             raise UserError(f"{origin} sets unknown key {name!r}; {_known_keys(base, prefix.split('.'))}")
-        if isinstance(base[key], dict) and isinstance(value, dict) and not is_argument_table(name):
+        if name == "conditions":  # named by the recipe: checked per condition type (conditioning.spec)
+            base[key] = conditioning_spec.merge(base[key], value, origin)
+        elif isinstance(base[key], dict) and isinstance(value, dict) and not is_argument_table(name):
             _merge(base[key], value, name, origin)
         else:
             base[key] = _checked(base[key], value, name)

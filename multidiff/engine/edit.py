@@ -11,14 +11,21 @@ from pathlib import Path
 
 import torch
 
+from multidiff import conditioning
+from multidiff.conditioning import batch as condition_batch
+from multidiff.conditioning import request
+from multidiff.engine.conditions import display_labels
 from multidiff.engine.diffusion import from_config
 from multidiff.engine.errors import UserError
 from multidiff.engine.generate import Run
 
 
-def edit_labels(n: int, cfg: dict, cond_index: int | None) -> torch.Tensor | None:
+def edit_labels(n: int, cfg: dict, cond_index: int | None):
     """The class of every edit: the one asked for, else "no class" (-1), which needs a model trained
-    with condition dropout; None for a model without classes."""
+    with condition dropout; None for a model without classes. With named conditions (no index): every
+    condition withheld."""
+    if conditioning.declared(cfg):
+        return request.build(n, cfg, [f"{name}=" for name in cfg["conditions"]])
     if not cfg["dataset"]["class_names"]:
         return None
     if cond_index is None and cfg["diffusion"]["cond_drop"] <= 0:
@@ -48,8 +55,9 @@ def edit(run: Run, x: torch.Tensor, *, known_mask: torch.Tensor | None = None, s
         if mask_z is not None:
             options.update(known=z[part], known_mask=mask_z[part] > 0.5, resample=resample,
                            known_guidance=known_guidance)
+        cond = condition_batch.to(condition_batch.take(labels, part), device)
         edited = _sample(run.model, z[part].shape, schedule=diffusion.schedule, sampler=sampler, steps=steps,
-                         prediction=diffusion.prediction, cond=None if labels is None else labels[part].to(device),
+                         prediction=diffusion.prediction, cond=cond,
                          guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), first_index=i,
                          **options)
         out.append(run.encoder.decode(edited.float()).cpu())
@@ -109,6 +117,7 @@ def edit_files(run_or_ckpt, out_dir, *, inputs=None, mask: str | None = None, st
     if head is not None:
         out = torch.cat([head.repeat_interleave(n, 0), out], dim=-1)
     out_dir = Path(out_dir)
+    labels = display_labels(labels, cfg)
     paths = list(run.modality.write(out, labels, out_dir, cfg))
     shown = min(len(out), cfg["sample"]["n"])
     paths.append(run.modality.preview(out[:shown], None if labels is None else labels[:shown],

@@ -18,12 +18,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from multidiff import mask_conditioning
+from multidiff import conditioning, mask_conditioning
 from multidiff import modality as modality_registry
 from multidiff.cache import cache_dir
 from multidiff.engine import checkpoint, sampling_options
-from multidiff.engine.conditions import class_labels
-from multidiff.engine.config import check_guidance, check_seed, validate_sampler
+from multidiff.conditioning import batch as condition_batch
+from multidiff.engine.conditions import class_labels, display_labels, guidance_scales
+from multidiff.engine.config import check_seed, validate_sampler
 from multidiff.engine.diffusion import from_config
 from multidiff.engine.errors import UserError
 from multidiff.latent import reconstruction_metrics, run_encoder
@@ -43,7 +44,8 @@ class Run:
 def build_model(modality: Modality, cfg: dict) -> nn.Module:
     """The network a run trains: the denoiser, or the autoencoder of a ``kind = "autoencoder"`` recipe."""
     info = cfg["dataset"]
-    shape, num_classes = tuple(info["encoded_shape"]), len(info["class_names"])
+    shape = tuple(info["encoded_shape"])
+    num_classes = 0 if conditioning.declared(cfg) else len(info["class_names"])  # named conditions replace it
     if cfg.get("kind") == "autoencoder":
         return modality.autoencoder(cfg, shape)
     if cfg.get("edit", {}).get("mask_conditioned", False):
@@ -68,11 +70,11 @@ def load_run(run_or_ckpt: str | Path, device: torch.device | str = "cpu") -> Run
 
 
 @torch.no_grad()
-def draw(run: Run, labels: torch.Tensor | None, n: int, *, sampler: str, steps: int, guidance: float,
+def draw(run: Run, labels, n: int, *, sampler: str, steps: int, guidance: float | dict,
          seed: int, progress: bool = False, points: int | None = None, **options) -> torch.Tensor:
-    """``n`` decoded samples (data space) from ``run`` with the given class labels, in chunks of
-    ``sample.batch_size``; ``progress``: a bar over the network evaluations on stderr; ``points``: points
-    per sample of a latent point-cloud run (LatentEncoder.decode), None = as trained; ``options`` go to
+    """``n`` decoded samples (data space) from ``run`` with the given class labels (or named conditions), in
+    chunks of ``sample.batch_size``; ``progress``: a bar over the network evaluations on stderr; ``points``:
+    points per sample of a latent point-cloud run (LatentEncoder.decode), None = as trained; ``options`` go to
     ``multidiff.sample`` (``sampling_options.options``: placement, eta, s_churn, t_min)."""
     from multidiff.sampling import sample
 
@@ -87,7 +89,7 @@ def draw(run: Run, labels: torch.Tensor | None, n: int, *, sampler: str, steps: 
         out = []
         for i in range(0, n, chunk):
             size = min(chunk, n - i)
-            cond = None if labels is None else labels[i:i + size].to(device)
+            cond = condition_batch.to(condition_batch.take(labels, slice(i, i + size)), device)
             z = sample(model, (size, *shape), schedule=diffusion.schedule, sampler=sampler, steps=steps,
                        prediction=diffusion.prediction, cond=cond, guidance_scale=guidance,
                        generator=torch.Generator().manual_seed(seed), first_index=i,
@@ -110,11 +112,15 @@ class _Counting(nn.Module):
 
 
 def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | None = None,
-             guidance: float | None = None, cond=None, seed: int = 0, out_dir: str | Path | None = None,
+             guidance=None, cond=None, seed: int = 0, out_dir: str | Path | None = None,
              device: str | None = None, placement: str | None = None, eta: float | None = None,
-             churn: float | None = None, points: int | None = None) -> dict:
+             churn: float | None = None, prompt: str | None = None, points: int | None = None) -> dict:
     """Draw ``n`` samples; with ``out_dir``, write them (Modality.write) and a preview PNG. ``points``: points
     per sample of a latent point-cloud run, whose decoder emits any number (None: as many as trained on).
+
+    ``cond``: the class ("KEY=VALUE"), or for named conditions one or several "KEY=VALUE" and ``prompt``
+    (multidiff.conditioning.request). ``guidance``: a scale, or the ``--guidance`` strings ("2",
+    "speaker=1.5"; see multidiff.engine.conditions.guidance_scales).
 
     Unset sampling options come from the run's ``[sample]`` section (placement "pilot": see
     ``multidiff.engine.sampling_options``). Returns
@@ -123,9 +129,8 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
     if n < 1:
         raise UserError(f"the number of samples must be at least 1, got {n}")
     check_seed(seed, "seed")
-    if guidance is not None:
-        check_guidance(guidance, "guidance")
     run = load_run(run_or_ckpt, device or default_device())
+    guidance = guidance_scales(guidance, run.cfg)
     if run.cfg.get("kind") == "autoencoder":
         raise UserError(f"{run_or_ckpt} is an autoencoder run: it has nothing to sample; train a latent recipe on it "
                         f"([latent] autoencoder = \"{run_or_ckpt}\")")
@@ -136,13 +141,14 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
     defaults = run.cfg["sample"]
     sampler = sampler or defaults["sampler"]
     validate_sampler(sampler)
-    labels = class_labels(n, run.cfg, cond)
+    cond = class_labels(n, run.cfg, cond, prompt)
+    labels = display_labels(cond, run.cfg)
     if out_dir is not None:
         out_dir = _writable_folder(Path(out_dir))
     steps, guidance = steps or defaults["steps"], defaults["guidance"] if guidance is None else guidance
     options = sampling_options.options(run, run_or_ckpt, sampler=sampler, steps=steps, guidance=guidance,
                                        placement=placement, eta=eta, churn=churn)
-    x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=True, points=points,
+    x = draw(run, cond, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=True, points=points,
              **options)
     paths = []
     if out_dir is not None:
@@ -180,7 +186,7 @@ def _removed_on_failure(folder: Path):
 
 
 def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = None, *, sampler: str | None = None,
-             steps: int | None = None, guidance: float | None = None, seed: int = 0,
+             steps: int | None = None, guidance=None, seed: int = 0,
              out: str | Path | None = None, placement: str | None = None, eta: float | None = None,
              churn: float | None = None) -> dict[str, float]:
     """The modality's metrics on ``n`` samples (default ``eval.n``) balanced over the classes, drawn with
@@ -191,13 +197,13 @@ def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = Non
     from multidiff.engine import evaluations
 
     run = load_run(run_dir, device or default_device())
+    guidance = guidance_scales(guidance, run.cfg)
     n = n or run.cfg["eval"]["n"]
     s = run.cfg["sample"]
     settings = {"sampler": sampler or s["sampler"], "steps": steps or s["steps"],
                 "guidance": s["guidance"] if guidance is None else guidance, "seed": seed}
     validate_sampler(settings["sampler"])
     check_seed(seed, "seed")
-    check_guidance(settings["guidance"], "guidance")
     options = sampling_options.options(run, run_dir, sampler=settings["sampler"], steps=settings["steps"],
                                        guidance=settings["guidance"], placement=placement, eta=eta, churn=churn)
     metrics = score(run, n, **settings, progress=True, **options)
@@ -216,6 +222,12 @@ def score(run: Run, n: int, *, sampler: str, steps: int, guidance: float, seed: 
     run, on ``n`` test examples through it (``autoencoder_*``)."""
     if run.cfg.get("kind") == "autoencoder":
         return reconstruction_metrics(run, n, _evaluation_cache(run))
+    if conditioning.declared(run.cfg):
+        from multidiff.conditioning import evaluation
+
+        return evaluation.score(run, n, lambda cond: draw(run, cond, n, sampler=sampler, steps=steps, guidance=guidance,
+                                                          seed=seed, progress=progress, **options),
+                                _evaluation_cache(run))
     labels = class_labels(n, run.cfg)
     x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=progress, **options)
     return {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, _evaluation_cache(run)).items()}

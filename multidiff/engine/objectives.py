@@ -11,7 +11,10 @@ from pathlib import Path
 
 import torch
 
+from multidiff import conditioning
 from multidiff import modality as modality_registry
+from multidiff.conditioning import batch as condition_batch
+from multidiff.engine.conditions import display_labels
 from multidiff.engine.data import collate, derived_seed
 from multidiff.engine.diffusion import from_config
 from multidiff.engine.generate import Run, class_labels, draw
@@ -37,21 +40,27 @@ class DiffusionObjective:
         self.diffusion = from_config(cfg["diffusion"])
 
     def draws(self, step: int, device: torch.device) -> dict:
-        """Diffusion times, noise and dropped-label flags for every example of the global batch of ``step``."""
+        """Diffusion times, noise and dropped-label flags (per named condition: (B, K)) for every example of
+        the global batch of ``step``."""
         dc, batch = self.cfg["diffusion"], self.cfg["train"]["batch_size"]
         gen = torch.Generator(device).manual_seed(derived_seed(self.cfg["train"]["seed"], 2, step))
         t = self.diffusion.weighting.times(self.diffusion.schedule, batch, generator=gen, device=device,
                                            t_min=self.diffusion.t_min)
         noise = torch.randn((batch, *self.cfg["dataset"]["encoded_shape"]), generator=gen, device=device)
         dropped = None
-        if dc["cond_drop"] > 0 and self.cfg["dataset"]["class_names"]:
+        if conditioning.declared(self.cfg):  # each named condition dropped on its own, at its own rate
+            rates = torch.tensor([c["drop"] for c in self.cfg["conditions"].values()], device=device)
+            dropped = torch.rand((batch, len(rates)), generator=gen, device=device) < rates
+        elif dc["cond_drop"] > 0 and self.cfg["dataset"]["class_names"]:
             dropped = drop_labels(torch.zeros(batch, dtype=torch.long, device=device), dc["cond_drop"],
                                   gen) == NULL_LABEL
         return {"t": t, "noise": noise, "dropped": dropped}
 
     def loss(self, net, z, labels, mask, draws: dict, rows: slice) -> torch.Tensor:
         """The loss of the micro-batch ``z`` whose rows in the global batch are ``rows``."""
-        if labels is not None and draws["dropped"] is not None:
+        if isinstance(labels, dict):
+            labels = condition_batch.with_dropped(labels, draws["dropped"][rows])
+        elif labels is not None and draws["dropped"] is not None:
             labels = torch.where(draws["dropped"][rows], NULL_LABEL, labels)
         d = self.diffusion
         known = z if self.cfg.get("edit", {}).get("mask_conditioned") else None  # multidiff.mask_conditioning
@@ -64,6 +73,7 @@ class DiffusionObjective:
         labels = class_labels(s["n"], cfg)
         x = draw(Run(cfg, step, modality, model, encoder), labels, s["n"], sampler=s["sampler"], steps=s["steps"],
                  guidance=s["guidance"], seed=cfg["train"]["seed"])
+        labels = display_labels(labels, cfg)
         modality.preview(x, labels, path, cfg)
         return x, labels
 

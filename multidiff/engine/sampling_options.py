@@ -57,6 +57,8 @@ def options(run, run_path: str | Path, *, sampler: str, steps: int, guidance: fl
     churn = defaults.get("churn", 0.0) if churn is None else churn
     check(sampler, placement, eta, churn)
     out = {"t_min": t_min(run.cfg)}
+    if placement == PILOT and isinstance(guidance, dict):
+        raise UserError("the pilot placement is fitted for one guidance scale; drop --guidance NAME=SCALE")
     if placement == PILOT:
         out["placement"] = pilot_for(run, run_path, sampler=sampler, steps=steps, guidance=guidance)
     elif placement:

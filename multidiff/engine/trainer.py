@@ -23,7 +23,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from multidiff import conditioning
 from multidiff import modality as modality_registry
+from multidiff.conditioning import batch as condition_batch
+from multidiff.conditioning import data as condition_data
 from multidiff.engine import checkpoint, distributed, objectives
 from multidiff.engine.config import is_argument_table
 from multidiff.engine.data import GlobalBatches, derived_seed, make_loader
@@ -78,6 +81,8 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
         encoder.load_state_dict(saved[0]["encoder"])
     encoder.to(device).eval()
     cfg["dataset"] = _describe(train_set, encoder, device)
+    if conditioning.declared(cfg):
+        cfg["dataset"]["conditions"] = condition_data.describe(train_set, cfg)
     if saved is not None:
         _check_same_config(cfg, saved[1], run_dir)
     _seed_global_rng(derived_seed(tc["seed"], 0), device)  # the initial weights
@@ -100,10 +105,13 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
 
     net = DistributedDataParallel(model) if ctx.world > 1 else model
     net = torch.compile(net) if tc["compile"] else net
-    conditional = bool(cfg["dataset"]["class_names"])
+    conditional = bool(cfg["dataset"]["class_names"]) or conditioning.declared(cfg)
     per_rank, micro = _split(tc["batch_size"], tc["grad_accum"], ctx.world)
     offset = ctx.rank * per_rank
     batch_set, batch_encoder = training_data(train_set, encoder)
+    if conditioning.declared(cfg):  # items gain "cond": a dict of tensors (multidiff.conditioning)
+        batch_set = condition_data.ConditionedSet(batch_set, condition_data.tensors(train_set, cfg),
+                                                  condition_data.trained_rows(train_set, cfg))
     batches = iter(make_loader(batch_set, GlobalBatches(len(batch_set), tc["batch_size"], tc["seed"], start,
                                                        ctx.rank, ctx.world), tc["num_workers"], device.type == "cuda"))
     log = MetricsLog(run_dir, start, cfg) if ctx.is_main else None
@@ -134,13 +142,14 @@ def _train(cfg: dict, run_dir: Path, resume: bool, ctx: distributed.Context) -> 
             mask = batch["mask"].to(device, non_blocking=True) if "mask" in batch else None
             with torch.no_grad():
                 z, mask = batch_encoder.encode(x, mask)
-            labels = batch["label"].to(device) if conditional else None
+            labels = batch.get("cond", batch["label"]) if conditional else None   # named conditions: a dict
+            labels = condition_batch.to(labels, device)
             loss_sum = torch.zeros((), device=device)
             for k in range(0, per_rank, micro):
                 mb, gb = slice(k, k + micro), slice(offset + k, offset + k + micro)
                 sync = ctx.world == 1 or k + micro == per_rank
                 with (contextlib.nullcontext() if sync else net.no_sync()), autocast:
-                    loss = objective.loss(net, z[mb], None if labels is None else labels[mb],
+                    loss = objective.loss(net, z[mb], condition_batch.take(labels, mb),
                                           None if mask is None else mask[mb], draws, gb)
                 scaler.scale(loss * (micro / per_rank)).backward()
                 loss_sum += loss.detach().float() * (micro / per_rank)

@@ -6,7 +6,10 @@ a middle of residual block, attention, residual block; the mirror-image up path,
 take the skip connection of every down-path block; GroupNorm, SiLU and a zero-initialised output conv,
 so an untrained network predicts zeros.
 The time embedding (plus the class embedding when ``num_classes`` > 0) drives every residual block
-through scale and shift of its second GroupNorm.
+through scale and shift of its second GroupNorm. With named conditions (``conditions``: a function
+width -> multidiff.conditioning.encoders.ConditionEncoder, called with ``channels``), ``cond`` is their
+dict: the pooled condition joins the time embedding, and cross-attention to the condition tokens
+follows every self-attention layer (the middle's, and those of ``attn_levels``).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import SelfAttention
+from .attention import CrossAttention, SelfAttention
 from .blocks import Downsample, ResBlock, Upsample, conv_nd, group_norm, zero_init
 from .embeddings import LabelEmbedding, TimeEmbedding
 
@@ -22,7 +25,7 @@ from .embeddings import LabelEmbedding, TimeEmbedding
 class UNet(nn.Module):
     def __init__(self, dims: int, in_channels: int, out_channels: int | None = None, channels: int = 64,
                  channel_mult=(1, 2, 2), num_res_blocks: int = 2, attn_levels=(), num_heads: int = 4,
-                 num_classes: int = 0, dropout: float = 0.0):
+                 num_classes: int = 0, dropout: float = 0.0, conditions=None):
         super().__init__()
         if dims not in (1, 2):
             raise ValueError(f"dims must be 1 or 2, got {dims}")
@@ -37,6 +40,13 @@ class UNet(nn.Module):
         emb_dim = 4 * channels
         self.time_embed = TimeEmbedding(channels, emb_dim)
         self.label_embed = LabelEmbedding(num_classes, emb_dim) if num_classes > 0 else None
+        self.conditioner = conditions(channels) if conditions is not None else None
+        if self.conditioner is not None:
+            self.cond_proj = nn.Linear(channels, emb_dim)
+
+        def attention(ch: int) -> list[nn.Module]:
+            cross = [CrossAttention(ch, channels, num_heads)] if self.conditioner is not None else []
+            return [SelfAttention(ch, num_heads), *cross]
 
         self.input_conv = conv_nd(dims, in_channels, channels * channel_mult[0], 3, padding=1)
         self.down = nn.ModuleList()
@@ -47,14 +57,14 @@ class UNet(nn.Module):
                 layers = [ResBlock(dims, ch, channels * mult, emb_dim, dropout)]
                 ch = channels * mult
                 if level in attn_levels:
-                    layers.append(SelfAttention(ch, num_heads))
+                    layers += attention(ch)
                 self.down.append(nn.ModuleList(layers))
                 skip_channels.append(ch)
             if level != self.num_levels - 1:
                 self.down.append(nn.ModuleList([Downsample(dims, ch)]))
                 skip_channels.append(ch)
 
-        self.middle = nn.ModuleList([ResBlock(dims, ch, ch, emb_dim, dropout), SelfAttention(ch, num_heads),
+        self.middle = nn.ModuleList([ResBlock(dims, ch, ch, emb_dim, dropout), *attention(ch),
                                      ResBlock(dims, ch, ch, emb_dim, dropout)])
 
         self.up = nn.ModuleList()
@@ -63,7 +73,7 @@ class UNet(nn.Module):
                 layers = [ResBlock(dims, ch + skip_channels.pop(), channels * mult, emb_dim, dropout)]
                 ch = channels * mult
                 if level in attn_levels:
-                    layers.append(SelfAttention(ch, num_heads))
+                    layers += attention(ch)
                 if level != 0 and i == num_res_blocks:
                     layers.append(Upsample(dims, ch))
                 self.up.append(nn.ModuleList(layers))
@@ -88,7 +98,10 @@ class UNet(nn.Module):
                              f"(2 ** (len(channel_mult) - 1)); pad or crop the input")
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape (B,) = ({x.shape[0]},), got {tuple(t.shape)}")
-        if cond is not None and self.label_embed is None and bool((cond >= 0).any()):
+        if self.conditioner is not None:
+            if not isinstance(cond, dict):
+                raise ValueError("this UNet takes named conditions: a dict of tensors, not class labels")
+        elif cond is not None and self.label_embed is None and bool((cond >= 0).any()):
             raise ValueError("class labels given to a UNet built with num_classes=0")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -96,6 +109,10 @@ class UNet(nn.Module):
         emb = self.time_embed(t)
         if self.label_embed is not None:
             emb = emb + self.label_embed(cond, x.shape[0], x.device)
+        context = None
+        if self.conditioner is not None:
+            context = self.conditioner(cond)
+            emb = emb + self.cond_proj(context.pooled)
         emb = F.silu(emb)  # every block's projection starts from SiLU(emb), so apply it once here
 
         if self.dims == 2 and x.device.type == "cpu":
@@ -104,15 +121,18 @@ class UNet(nn.Module):
         h = self.input_conv(x)
         skips = [h]
         for layers in self.down:
-            h = self._run(layers, h, emb)
+            h = self._run(layers, h, emb, context)
             skips.append(h)
-        h = self._run(self.middle, h, emb)
+        h = self._run(self.middle, h, emb, context)
         for layers in self.up:
-            h = self._run(layers, torch.cat([h, skips.pop()], dim=1), emb)
+            h = self._run(layers, torch.cat([h, skips.pop()], dim=1), emb, context)
         return self.out_conv(F.silu(self.out_norm(h))).contiguous()
 
     @staticmethod
-    def _run(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def _run(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor, context) -> torch.Tensor:
         for layer in layers:
-            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+            if isinstance(layer, ResBlock):
+                h = layer(h, emb)
+            else:
+                h = layer(h, context) if isinstance(layer, CrossAttention) else layer(h)
         return h

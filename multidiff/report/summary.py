@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from multidiff import modality as modality_registry
+from multidiff.conditioning.describe import describe_conditions
 from multidiff.engine import evaluations
 from multidiff.engine.metrics_log import read_metrics, smoothed
 from multidiff.report.ceilings import split_ceilings
@@ -20,8 +21,11 @@ def run_folder(run_or_ckpt: str | Path) -> Path | None:
 def describe_progress(run_or_ckpt: str | Path, cfg: dict) -> list[str]:
     classes = cfg["dataset"]["class_names"]
     key = cfg["data"].get("cond_key") or modality_registry.get(cfg["modality"]).cond_key
-    lines = [f"condition:  --cond {key}=NAME (a class above, or its index 0..{len(classes) - 1})" if classes
-             else "condition:  none (trained without classes)"]
+    if cfg.get("conditions"):
+        lines = describe_conditions(cfg)
+    else:
+        lines = [f"condition:  --cond {key}=NAME (a class above, or its index 0..{len(classes) - 1})" if classes
+                 else "condition:  none (trained without classes)"]
     folder = run_folder(run_or_ckpt)
     if folder is None:
         return lines

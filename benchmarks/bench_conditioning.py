@@ -1,0 +1,97 @@
+"""Training cost of named conditions: optimizer steps per second of the spoken-digit UNet conditioned on
+one class label (spoken_digits), on digit + speaker (spoken_digits_speaker: two categoricals, their
+pooled vector in the adaptive norms and cross-attention in the middle) and on a caption (spoken_digits_text:
+the byte-level transformer encoder trained with the model), at the same size: the recipes' quick preset.
+
+    python benchmarks/bench_conditioning.py [--repeats 5] [--steps 10] [--batch 32] [--out FILE]
+
+Each timing is ``--steps`` optimizer steps (forward, backward, AdamW) of the engine's diffusion objective
+on random encoded batches of the recipe's shape (48 mel bins x 64 frames), after 2 warm-up steps; the
+models take turns within every repeat (so a busy neighbour slows each alike) and the median is reported.
+Data loading and encoding are left out: they are the same for all three.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from multidiff import modality
+from multidiff.conditioning import batch as condition_batch
+from multidiff.conditioning import text
+from multidiff.engine.config import load_recipe
+from multidiff.engine.generate import build_model
+from multidiff.engine.objectives import DiffusionObjective
+
+SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+DIGITS = [str(d) for d in range(10)]
+
+
+def setup(recipe: str, batch: int):
+    cfg = load_recipe(recipe, "quick", [f"train.batch_size={batch}"])
+    cfg["dataset"] = {"encoded_shape": [48, 64], "class_names": DIGITS,
+                      "conditions": {"digit": {"values": DIGITS}, "speaker": {"values": SPEAKERS}, "caption": {}}}
+    torch.manual_seed(0)
+    model = build_model(modality.get("audio"), cfg)
+    g = torch.Generator().manual_seed(1)
+    digits, speakers = torch.randint(10, (batch,), generator=g), torch.randint(6, (batch,), generator=g)
+    if recipe == "spoken_digits":
+        cond = digits
+    elif recipe == "spoken_digits_speaker":
+        cond = {"digit": digits, "speaker": speakers, "dropped": torch.zeros(batch, 2, dtype=torch.bool)}
+    else:
+        captions = [f"a recording of {SPEAKERS[s]} saying the number {d}" for d, s in zip(digits, speakers)]
+        cond = {"caption": text.ByteTokenizer(64)(captions, "bench"),
+                "dropped": torch.zeros(batch, 1, dtype=torch.bool)}
+    z = torch.randn(batch, 48, 64, generator=g)
+    return cfg, model, z, cond
+
+
+def steps_per_second(cfg, model, z, cond, steps: int, warmup: int = 2) -> float:
+    objective = DiffusionObjective(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rows = slice(0, len(z))
+    for step in range(warmup + steps):
+        if step == warmup:
+            started = time.perf_counter()
+        loss = objective.loss(model, z, condition_batch.take(cond, rows), None, objective.draws(step, z.device), rows)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return steps / (time.perf_counter() - started)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    recipes = ["spoken_digits", "spoken_digits_speaker", "spoken_digits_text"]
+    setups = {r: setup(r, args.batch) for r in recipes}
+    rates = {r: [] for r in recipes}
+    for _ in range(args.repeats):
+        for r in recipes:
+            rates[r].append(steps_per_second(*setups[r], args.steps))
+    base = statistics.median(rates["spoken_digits"])
+    result = {"batch": args.batch, "steps": args.steps, "repeats": args.repeats, "threads": torch.get_num_threads(),
+              "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "models": {}}
+    print(f"{'recipe (quick preset)':28s} {'parameters':>11s} {'steps/s':>8s} {'vs class label':>15s}")
+    for r in recipes:
+        params = sum(p.numel() for p in setups[r][1].parameters())
+        median = statistics.median(rates[r])
+        result["models"][r] = {"parameters": params, "steps_per_s_median": median, "all": rates[r],
+                               "ratio_to_class_label": median / base}
+        print(f"{r:28s} {params:11,d} {median:8.2f} {median / base:14.2f}x")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

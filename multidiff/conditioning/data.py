@@ -1,0 +1,171 @@
+"""From a dataset's items to condition tensors, and the vocabulary a run records for sampling.
+
+A dataset describes its items by *fields*, strings per item: ``dataset.fields`` (a list of dicts: the
+groups of a file-name pattern, CSV columns, the folder), else the class name under the run's
+``data.cond_key``. A dataset that reads one file per item lists them in ``dataset.files`` (sidecar
+vectors sit next to them). ``describe`` records what sampling needs beyond the weights (each
+categorical's values, in index order) in ``cfg["dataset"]["conditions"]``; ``ConditionedSet`` gives
+every trained item (``trained_rows``: the held-out combinations left out) its ``"cond"`` dict.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from multidiff.engine.errors import UserError
+
+from . import spec as specs
+from . import text
+
+
+def item_fields(dataset, cfg: dict) -> list[dict[str, str]]:
+    """The fields of every item of ``dataset``."""
+    fields = getattr(dataset, "fields", None)
+    if fields is not None:
+        return list(fields)
+    names, key = list(dataset.class_names), cfg["data"]["cond_key"]
+    labels = getattr(dataset, "labels", None)
+    labels = [int(v) for v in (labels if labels is not None else (dataset[i]["label"] for i in range(len(dataset))))]
+    return [{key: names[v]} if v >= 0 and names else {} for v in labels]
+
+
+def _where(dataset, i: int) -> str:
+    files = getattr(dataset, "files", None)
+    return str(files[i]) if files else f"item {i} of the dataset"
+
+
+def _field(fields: dict, key: str, condition: str, where: str) -> str:
+    if key not in fields:
+        raise UserError(f"{where}: no field {key!r} for condition {condition!r} (fields: {', '.join(sorted(fields))})")
+    return fields[key]
+
+
+def _sorted_values(values: set[str]) -> list[str]:
+    """Numerically when every value is an integer ("2" before "10"), else alphabetically."""
+    if all(v.lstrip("-").isdigit() for v in values):
+        return sorted(values, key=int)
+    return sorted(values)
+
+
+def describe(dataset, cfg: dict) -> dict:
+    """{name: {"values": [...]}} for categoricals, {name: {}} otherwise, read from the training set."""
+    fields = item_fields(dataset, cfg)
+    out = {}
+    for name, spec in cfg["conditions"].items():
+        if spec["type"] == "categorical":
+            values = {_field(f, spec["field"], name, _where(dataset, i)) for i, f in enumerate(fields)}
+            out[name] = {"values": _sorted_values(values)}
+        else:
+            out[name] = {}
+    return out
+
+
+def captions(spec: dict, fields: list[dict[str, str]], name: str, where) -> list[str]:
+    """The caption of every item: its ``field``, or template i mod K of the trained ones over its fields."""
+    if not spec["templates"]:
+        return [_field(f, spec["field"], name, where(i)) for i, f in enumerate(fields)]
+    trained = [t for t in spec["templates"] if t not in spec["held_out"]]
+    return [fill(trained[i % len(trained)], f, name, where(i)) for i, f in enumerate(fields)]
+
+
+def fill(template: str, fields: dict[str, str], name: str, where: str) -> str:
+    try:
+        return template.format(**fields)
+    except KeyError as e:
+        raise UserError(f"{where}: template {template!r} of condition {name!r} names field {e.args[0]!r}, "
+                        f"which the item lacks (fields: {', '.join(sorted(fields))})") from None
+
+
+def vectors(spec: dict, dataset, fields: list[dict[str, str]], name: str) -> torch.Tensor:
+    """(N, dim) float32 from CSV columns or sidecar files; a UserError names a missing or misshapen one."""
+    rows = []
+    for i, f in enumerate(fields):
+        where = _where(dataset, i)
+        if spec["source"] == "columns":
+            try:
+                rows.append([float(_field(f, c, name, where)) for c in spec["columns"]])
+            except ValueError:
+                raise UserError(f"{where}: condition {name!r} reads columns {spec['columns']}, "
+                                f"which must hold numbers") from None
+        else:
+            files = getattr(dataset, "files", None)
+            if not files:
+                raise UserError(f"condition {name!r} reads sidecar files, but this dataset does not read one file "
+                                f"per item; use source = \"columns\"")
+            rows.append(read_vector(Path(files[i]).with_suffix(spec["suffix"]), spec["dim"], name))
+    return torch.tensor(np.asarray(rows, dtype=np.float32).reshape(len(fields), spec["dim"]))
+
+
+def read_vector(path: Path, dim: int, name: str) -> np.ndarray:
+    """One sidecar vector of ``dim`` numbers (a .npy or a text file of numbers)."""
+    if not path.is_file():
+        raise UserError(f"sidecar file not found: {path} (condition {name!r})")
+    try:
+        value = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path, delimiter=",")
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path}: cannot read the vector of condition {name!r}: {e}") from None
+    value = np.asarray(value, dtype=np.float32).reshape(-1)
+    if value.size != dim:
+        raise UserError(f"{path}: the vector of condition {name!r} has {value.size} numbers, expected {dim}")
+    if not np.isfinite(value).all():
+        raise UserError(f"{path}: the vector of condition {name!r} holds a value that is not finite")
+    return value
+
+
+def tensors(dataset, cfg: dict) -> dict[str, torch.Tensor]:
+    """Every condition of every item of ``dataset`` as one tensor per condition (batch first)."""
+    fields = item_fields(dataset, cfg)
+    described = cfg["dataset"]["conditions"]
+    out = {}
+    for name, spec in cfg["conditions"].items():
+        if spec["type"] == "categorical":
+            values = described[name]["values"]
+            index = {v: k for k, v in enumerate(values)}
+            out[name] = torch.tensor([index[_field(f, spec["field"], name, _where(dataset, i))]
+                                      for i, f in enumerate(fields)], dtype=torch.long)
+        elif spec["type"] == "vector":
+            out[name] = vectors(spec, dataset, fields, name)
+        else:
+            out[name] = text.tokenizer(spec)(captions(spec, fields, name, lambda i: _where(dataset, i)),
+                                             f"condition {name!r}")
+    out["dropped"] = torch.zeros(len(fields), len(out), dtype=torch.bool)
+    return out
+
+
+def trained_rows(dataset, cfg: dict) -> torch.Tensor:
+    """The indices of the items that are not in a held-out combination (``spec.held_out_combinations``)."""
+    combinations = specs.held_out_combinations(cfg)
+    kept = [i for i, f in enumerate(item_fields(dataset, cfg)) if not specs.is_held_out(f, combinations)]
+    if not kept:
+        raise UserError("every training item is in a held-out combination of the conditions")
+    return torch.tensor(kept, dtype=torch.long)
+
+
+class ConditionedSet(torch.utils.data.Dataset):
+    """The items ``rows`` of a dataset, each also carrying ``"cond"``: {name: tensor, "dropped": BoolTensor (K,)}.
+
+    Every other attribute (``class_names``, the encoder's ``points``...) is the wrapped dataset's.
+    """
+
+    def __init__(self, base, table: dict[str, torch.Tensor], rows: torch.Tensor):
+        self.base, self.table, self.rows = base, table, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        row = int(self.rows[i])
+        return {**self.base[row], "cond": {k: v[row] for k, v in self.table.items()}}
+
+    def __getitems__(self, indices: list[int]):
+        if not hasattr(self.base, "__getitems__"):
+            return [self[i] for i in indices]
+        index = self.rows[torch.as_tensor(indices)]
+        return {**self.base.__getitems__(index.tolist()), "cond": {k: v[index] for k, v in self.table.items()}}
+
+    def __getattr__(self, name: str):
+        if name in ("base", "table", "rows"):
+            raise AttributeError(name)
+        return getattr(self.base, name)

@@ -1,0 +1,88 @@
+"""Evaluating a model with named conditions: the modality's metrics, then how well each condition is obeyed.
+
+    NAME_accuracy            categorical NAME: how often the modality's judge (``Modality.classify``)
+                             hears the value each sample was asked for (samples balanced over the
+                             combinations of the categoricals)
+    NAME_accuracy_held_out   the same over the samples asked for a held-out combination only
+    NAME_ceiling_accuracy    the judge's accuracy on the real test split (the best samples can score)
+    NAME_trained_templates_KEY_accuracy, NAME_held_out_templates_KEY_accuracy
+                             text NAME with templates: the modality's class accuracy (its ``data.cond_key``
+                             class) of samples prompted with the trained, then the held-out templates
+                             filled in with the fields of the test split's items
+"""
+from __future__ import annotations
+
+import torch
+
+from . import data, spec, text
+from .request import build
+
+
+def score(run, n: int, draw, cache_dir) -> dict[str, float]:
+    """``draw(cond) -> decoded samples``; ``run``: a multidiff.engine.generate.Run with named conditions."""
+    from multidiff.engine.conditions import display_labels
+
+    cfg, modality = run.cfg, run.modality
+    cond = build(n, cfg)
+    x = draw(cond)
+    metrics = dict(modality.evaluate(x, display_labels(cond, cfg), cfg, cache_dir))
+    held_out = _held_out_samples(cond, cfg)
+    for k, (name, condition) in enumerate(cfg["conditions"].items()):
+        if condition["type"] == "categorical":
+            values = cfg["dataset"]["conditions"][name]["values"]
+            heard = modality.classify(x, condition["field"], values, cfg, cache_dir)
+            if heard is not None:
+                asked = ~cond["dropped"][:, k]
+                right = (heard.cpu() == cond[name]) & asked
+                metrics[f"{name}_accuracy"] = float(right.sum() / asked.sum())
+                if (held_out & asked).any():
+                    metrics[f"{name}_accuracy_held_out"] = float(right[held_out].sum() / (held_out & asked).sum())
+                metrics[f"{name}_ceiling_accuracy"] = _ceiling(modality, cfg, condition["field"], values, cache_dir)
+        elif condition["type"] == "text" and condition["templates"]:
+            trained = [t for t in condition["templates"] if t not in condition["held_out"]]
+            for group, templates in (("trained", trained), ("held_out", condition["held_out"])):
+                if templates:
+                    prompted, labels = _template_prompts(n, cfg, name, templates, modality)
+                    scores = modality.evaluate(draw(prompted), labels, cfg, cache_dir)
+                    if "classifier_accuracy" in scores:
+                        key = cfg["data"]["cond_key"]
+                        metrics[f"{name}_{group}_templates_{key}_accuracy"] = scores["classifier_accuracy"]
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _held_out_samples(cond: dict, cfg: dict) -> torch.Tensor:
+    """Which samples were asked for a held-out combination of categorical values."""
+    combinations = spec.held_out_combinations(cfg)
+    out = torch.zeros(len(cond["dropped"]), dtype=torch.bool)
+    if not combinations:
+        return out
+    categoricals = [(name, s["field"]) for name, s in cfg["conditions"].items() if s["type"] == "categorical"]
+    for i in range(len(out)):
+        fields = {field: cfg["dataset"]["conditions"][name]["values"][int(cond[name][i])]
+                  for name, field in categoricals}
+        out[i] = spec.is_held_out(fields, combinations)
+    return out
+
+
+def _template_prompts(n: int, cfg: dict, name: str, templates: list[str], modality):
+    """Conditions of ``n`` samples whose text ``name`` is template i mod K filled with the fields of test item
+    i mod N (the other conditions withheld), and those items' class labels."""
+    test = modality.dataset(cfg, "test")
+    fields = data.item_fields(test, cfg)
+    items = [i % len(fields) for i in range(n)]
+    captions = [data.fill(templates[i % len(templates)], fields[j], name, f"test item {j}")
+                for i, j in enumerate(items)]
+    cond = build(n, cfg, [f"{other}=" for other in cfg["conditions"] if other != name])
+    cond[name] = text.tokenizer(cfg["conditions"][name])(captions, f"condition {name!r}")
+    cond["dropped"][:, list(cfg["conditions"]).index(name)] = False
+    labels = torch.as_tensor([int(test[j]["label"]) for j in items])
+    return cond, labels
+
+
+def _ceiling(modality, cfg: dict, field: str, values: list[str], cache_dir) -> float:
+    """How often the judge of ``field`` hears the right value in the real test items (whose value it knows)."""
+    test = modality.dataset(cfg, "test")
+    known = [(i, values.index(f[field])) for i, f in enumerate(data.item_fields(test, cfg)) if f.get(field) in values]
+    real = torch.stack([test[i]["x"] for i, _ in known])
+    heard = modality.classify(real, field, values, cfg, cache_dir)
+    return float((heard.cpu() == torch.tensor([v for _, v in known])).float().mean())

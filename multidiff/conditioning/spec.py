@@ -1,0 +1,106 @@
+"""The ``[conditions.NAME]`` tables of a recipe: each condition's type, source and settings, checked.
+
+    type = "categorical"   a value among those seen in training, from the item field ``field``
+                           (a file-name pattern group, a CSV column, the folder or the class);
+                           ``held_out``: combinations of field values never trained on, each a table
+                           such as {digit = "7", speaker = "theo"} (items matching one are left out
+                           of training; evaluation reports accuracies on them apart)
+    type = "vector"        ``dim`` numbers: from the CSV columns ``columns``, or from a sidecar file
+                           next to each data file (``source = "sidecar"``, the data file's name with
+                           ``suffix``, a .npy holding ``dim`` numbers): an embedding from any encoder
+    type = "text"          a caption: the item field ``field`` (a CSV column), or ``templates`` over the
+                           other fields ("a {speaker} saying {digit}", item i taking template i mod K);
+                           ``held_out`` templates are never trained on (for evaluation prompts).
+                           Encoded by a byte-level transformer trained with the model (``layers``,
+                           ``heads``, ``max_length`` bytes), or by a frozen pretrained encoder loaded with
+                           ``transformers`` from the local folder ``pretrained`` (CLIP text or T5).
+
+Every condition has ``drop``, its own training dropout rate (classifier-free guidance), and ``field``,
+default its own name. Unknown keys, or keys of another type, are errors naming the key.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+from multidiff.engine.errors import UserError
+
+COMMON = {"type": "", "field": "", "drop": 0.1}
+TYPES = {
+    "categorical": {"held_out": []},
+    "vector": {"source": "columns", "columns": [], "suffix": ".npy", "dim": 0},
+    "text": {"templates": [], "held_out": [], "max_length": 64, "layers": 2, "heads": 4, "pretrained": ""},
+}
+VECTOR_SOURCES = ("columns", "sidecar")
+RESERVED = ("dropped",)
+
+
+def merge(base: dict, update: dict, origin: str) -> dict:
+    """``base`` conditions with ``update``'s (a recipe's or a preset's) merged in, condition by condition."""
+    if not isinstance(update, dict):
+        raise UserError(f"{origin}: [conditions] must be a table of [conditions.NAME] tables")
+    merged = copy.deepcopy(base)
+    for name, table in update.items():
+        if not isinstance(table, dict):
+            raise UserError(f"{origin}: conditions.{name} must be a table (type = ..., ...)")
+        merged[name] = {**merged.get(name, {}), **table}
+    return merged
+
+
+def resolve(conditions: dict) -> dict:
+    """Every condition with its type's defaults filled in and checked; a UserError names a bad key."""
+    return {name: _resolve_one(name, table) for name, table in conditions.items()}
+
+
+def _resolve_one(name: str, table: dict) -> dict:
+    where = f"conditions.{name}"
+    if name in RESERVED or not name.replace("_", "").isalnum():
+        raise UserError(f"{where}: a condition name is letters, digits and '_' (and not {', '.join(RESERVED)})")
+    kind = table.get("type", "")
+    if kind not in TYPES:
+        raise UserError(f"{where}.type must be one of {', '.join(TYPES)}, got {kind!r}")
+    defaults = {**COMMON, **copy.deepcopy(TYPES[kind])}
+    unknown = sorted(set(table) - set(defaults))
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)} for a {kind} condition; "
+                        f"known: {', '.join(sorted(defaults))}")
+    out = {**defaults, "field": name}
+    for key, value in table.items():
+        current = defaults[key]
+        if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not type(current) and not (key == "field" and isinstance(value, str)):
+            raise UserError(f"{where}.{key} must be of type {type(current).__name__}, got {value!r}")
+        out[key] = value
+    if not out["field"]:
+        out["field"] = name
+    if not (math.isfinite(out["drop"]) and 0.0 <= out["drop"] <= 1.0):
+        raise UserError(f"{where}.drop must be in [0, 1], got {out['drop']}")
+    if kind == "vector":
+        if out["source"] not in VECTOR_SOURCES:
+            raise UserError(f"{where}.source must be one of {', '.join(VECTOR_SOURCES)}, got {out['source']!r}")
+        if out["dim"] < 1:
+            raise UserError(f"{where}.dim must be at least 1 (the vector's size), got {out['dim']}")
+        if out["source"] == "columns" and len(out["columns"]) != out["dim"]:
+            raise UserError(f"{where}: {len(out['columns'])} columns given for a vector of dim {out['dim']}")
+    if kind == "categorical" and not all(isinstance(c, dict) and c and all(isinstance(v, str) for v in c.values())
+                                         for c in out["held_out"]):
+        raise UserError(f"{where}.held_out must be a list of tables of field = \"value\" strings")
+    if kind == "text":
+        for key in ("max_length", "layers", "heads"):
+            if out[key] < 1:
+                raise UserError(f"{where}.{key} must be at least 1, got {out[key]}")
+        if set(out["held_out"]) - set(out["templates"]):
+            raise UserError(f"{where}.held_out names templates that are not in {where}.templates")
+        if out["templates"] and len(out["held_out"]) == len(out["templates"]):
+            raise UserError(f"{where}: every template is held out; keep at least one to train on")
+    return out
+
+
+def held_out_combinations(cfg: dict) -> list[dict[str, str]]:
+    """Every combination of field values the run's categoricals hold out of training."""
+    return [c for spec in cfg["conditions"].values() if spec["type"] == "categorical" for c in spec["held_out"]]
+
+
+def is_held_out(fields: dict[str, str], combinations: list[dict[str, str]]) -> bool:
+    return any(all(fields.get(k) == v for k, v in c.items()) for c in combinations)

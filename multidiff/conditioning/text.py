@@ -1,0 +1,121 @@
+"""Text conditions: captions as tokens, and the encoders that read them.
+
+Tokens are a LongTensor (B, L) with -1 in the padding, so one layout serves both tokenizers: bytes of
+the UTF-8 text (0..255, no vocabulary to ship or download), or the ids of a pretrained model's own
+tokenizer. ``ByteTextEncoder`` is a small transformer trained with the diffusion model from the
+dataset's captions; ``PretrainedTextEncoder`` wraps a CLIP text or T5 encoder loaded by ``transformers``
+from a local folder and kept frozen (only a projection to the model's width is trained). The frozen
+model is held outside the module tree, so checkpoints pin its folder instead of copying its weights.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from multidiff.engine.errors import UserError
+
+PAD = -1
+
+
+class ByteTokenizer:
+    """UTF-8 bytes, at most ``max_length`` of them."""
+
+    def __init__(self, max_length: int):
+        self.max_length = max_length
+
+    def __call__(self, texts: list[str], where: str) -> torch.Tensor:
+        out = torch.full((len(texts), self.max_length), PAD, dtype=torch.long)
+        for i, text in enumerate(texts):
+            data = text.encode("utf-8")
+            if len(data) > self.max_length:
+                raise UserError(f"{where}: the text {text[:40]!r}... is {len(data)} bytes, longer than the "
+                                f"{self.max_length} its encoder takes (max_length)")
+            out[i, :len(data)] = torch.tensor(list(data), dtype=torch.long)
+        return out
+
+
+class PretrainedTokenizer:
+    """The tokenizer saved with a pretrained text encoder in its folder."""
+
+    def __init__(self, folder: str, max_length: int):
+        self.tokenizer = _transformers().AutoTokenizer.from_pretrained(_folder(folder))
+        self.max_length = max_length
+
+    def __call__(self, texts: list[str], where: str) -> torch.Tensor:
+        out = torch.full((len(texts), self.max_length), PAD, dtype=torch.long)
+        for i, text in enumerate(texts):
+            ids = self.tokenizer(text)["input_ids"]
+            if len(ids) > self.max_length:
+                raise UserError(f"{where}: the text {text[:40]!r} is {len(ids)} tokens, longer than the "
+                                f"{self.max_length} its encoder takes (max_length)")
+            out[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out
+
+
+def tokenizer(spec: dict):
+    if spec["pretrained"]:
+        return PretrainedTokenizer(spec["pretrained"], spec["max_length"])
+    return ByteTokenizer(spec["max_length"])
+
+
+class ByteTextEncoder(nn.Module):
+    """Bytes -> embeddings + learned positions -> a pre-norm transformer encoder -> (tokens, mask)."""
+
+    def __init__(self, width: int, max_length: int, layers: int, heads: int):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"the text encoder's width ({width}) must be a multiple of its heads ({heads})")
+        self.bytes = nn.Embedding(256, width)
+        self.position = nn.Parameter(torch.randn(max_length, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = ids != PAD
+        h = self.bytes(ids.clamp(min=0)) + self.position[:ids.shape[1]]
+        h = self.transformer(h, src_key_padding_mask=~mask)
+        return self.norm(h), mask
+
+
+class PretrainedTextEncoder(nn.Module):
+    """A frozen CLIP text or T5 encoder's last hidden states, projected to ``width``."""
+
+    def __init__(self, folder: str, width: int):
+        super().__init__()
+        transformers = _transformers()
+        config = transformers.AutoConfig.from_pretrained(_folder(folder))
+        if config.model_type == "t5":
+            model = transformers.T5EncoderModel.from_pretrained(folder)
+        elif config.model_type in ("clip", "clip_text_model"):
+            model = transformers.CLIPTextModel.from_pretrained(folder)
+        else:
+            raise UserError(f"{folder}: a {config.model_type!r} model; the text encoder must be CLIP text or T5")
+        model.requires_grad_(False).eval()
+        self._frozen = [model]              # outside the module tree: not trained, not saved
+        self.pad_id = config.pad_token_id or 0
+        self.project = nn.Linear(model.config.hidden_size, width)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        model = self._frozen[0].to(ids.device)
+        mask = ids != PAD
+        with torch.no_grad():
+            hidden = model(input_ids=torch.where(mask, ids, self.pad_id), attention_mask=mask.long()).last_hidden_state
+        return self.project(hidden.to(self.project.weight.dtype)), mask
+
+
+def _folder(folder: str) -> str:
+    if not Path(folder).is_dir():
+        raise UserError(f"pretrained text encoder folder not found: {folder}")
+    return folder
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError:
+        raise UserError("a pretrained text encoder needs the transformers package: "
+                        "pip install 'multidiff[text]'") from None
+    return transformers
