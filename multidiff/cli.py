@@ -93,13 +93,15 @@ def _placement_options(command):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the sample files and preview.png.")
+@click.option("--seconds", type=float, help="Audio: length of every sample [default: its class's median length "
+              "in the training data, for a waveform or latent-autoencoder run; else the recipe's data.length].")
 @_placement_options
-def sample(run, n, steps, sampler, guidance, cond, seed, out_dir, placement, eta, churn):
+def sample(run, n, steps, sampler, guidance, cond, seed, out_dir, seconds, placement, eta, churn):
     """Draw samples from RUN (a run directory or a .safetensors checkpoint)."""
     from multidiff.engine.generate import generate
 
     result = generate(run, n, sampler=sampler, steps=steps, guidance=guidance, cond=cond, seed=seed, out_dir=out_dir,
-                      placement=placement, eta=eta, churn=churn)
+                      placement=placement, eta=eta, churn=churn, seconds=seconds)
     click.echo(f"wrote {len(result['paths'])} files to {out_dir}")
 
 
