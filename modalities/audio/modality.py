@@ -71,7 +71,7 @@ class AudioModality(Modality):
               lengths: torch.Tensor | None = None) -> list[Path]:
         d = cfg["data"]
         return writers.write_wavs(x, labels, out_dir, int(d["sample_rate"]), self._class_names(cfg), lengths,
-                                  d["loudness"], float(d["target_db"]))
+                                  d.get("loudness", "none"), float(d.get("target_db", -20.0)))
 
     def length_of(self, cfg: dict, seconds: float) -> int:
         return max(1, round(seconds * int(cfg["data"]["sample_rate"])))
