@@ -99,13 +99,16 @@ def _placement_options(command):
               help="Folder for the sample files and preview.png.")
 @click.option("--points", type=click.IntRange(min=1), help="Points per sample of a latent point-cloud run, whose "
               "decoder emits any number [default: as many as it was trained on].")
+@click.option("--seconds", type=float, help="Audio: length of every sample [default: its class's median length "
+              "in the training data, for a waveform or latent-autoencoder run; else the recipe's data.length].")
 @_placement_options
-def sample(run, n, steps, sampler, guidance, cond, prompt, seed, out_dir, points, placement, eta, churn):
+def sample(run, n, steps, sampler, guidance, cond, prompt, seed, out_dir, points, seconds, placement, eta, churn):
     """Draw samples from RUN (a run directory or a .safetensors checkpoint)."""
     from multidiff.engine.generate import generate
 
     result = generate(run, n, sampler=sampler, steps=steps, guidance=guidance or None, cond=cond or None, seed=seed,
-                      out_dir=out_dir, placement=placement, eta=eta, churn=churn, prompt=prompt, points=points)
+                      out_dir=out_dir, placement=placement, eta=eta, churn=churn, prompt=prompt, points=points,
+                      seconds=seconds)
     click.echo(f"wrote {len(result['paths'])} files to {out_dir}")
 
 

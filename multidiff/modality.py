@@ -33,6 +33,10 @@ class Encoder(nn.Module):
     The default is the identity.
     """
 
+    #: Whether ``decode`` takes encoded examples of any length along the last axis (a waveform, a
+    #: convolutional autoencoder's latents), so samples can be drawn at lengths of their own.
+    variable_length: bool = False
+
     def fit(self, dataset) -> None:
         """Estimate statistics (e.g. mean/std of log-mel bins) from the training set."""
 
@@ -99,12 +103,17 @@ class Modality:
         raise NotImplementedError
 
     def write(self, x: torch.Tensor, labels: torch.Tensor | None, out_dir: Path, cfg: dict) -> list[Path]:
-        """Write decoded samples (data space) as files (.wav / .png / .ply); return their paths."""
+        """Write decoded samples (data space) as files (.wav / .png / .ply); return their paths. A modality
+        whose encoder has ``variable_length`` also takes ``lengths``: each sample's real length."""
         raise NotImplementedError
 
     def preview(self, x: torch.Tensor, labels: torch.Tensor | None, path: Path, cfg: dict) -> Path:
         """Write one PNG picture of several decoded samples."""
         raise NotImplementedError
+
+    def length_of(self, cfg: dict, seconds: float) -> int:
+        """The length along the last axis of the data of an example ``seconds`` long (``sample --seconds``)."""
+        raise ValueError(f"the {self.name} modality has no duration (--seconds)")
 
     def read_for_edit(self, path: Path, cfg: dict) -> torch.Tensor:
         """One example read from ``path`` into the data space (``multidiff edit --input``)."""

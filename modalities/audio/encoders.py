@@ -30,6 +30,8 @@ class WaveformEncoder(Encoder):
     """The waveform times one gain, fitted so the real samples of the training clips have std 0.5
     (the data scale diffusion schedules and EDM's sigma_data assume)."""
 
+    variable_length = True
+
     def __init__(self):
         super().__init__()
         self.register_buffer("gain", torch.tensor(1.0))

@@ -11,6 +11,7 @@ from multidiff.modality import Encoder, Modality
 from multidiff.nn.unet import UNet
 
 from . import data, evaluation, writers
+from .autoencoder import AUTOENCODER_DEFAULTS, waveform_autoencoder
 from .edit import read_clip, time_mask
 from .encoders import build_encoder
 
@@ -34,6 +35,7 @@ class AudioModality(Modality):
                   "num_heads": 4, "dropout": 0.0},
         "eval": {"classifier_steps": 600},
     }
+    autoencoder_model = AUTOENCODER_DEFAULTS   # keyword arguments of .autoencoder.WaveformAutoencoder
 
     def reads_files(self, cfg: dict) -> bool:
         return cfg["data"]["source"] != "synthetic"
@@ -43,6 +45,9 @@ class AudioModality(Modality):
 
     def encoder(self, cfg: dict) -> Encoder:
         return build_encoder(cfg)
+
+    def autoencoder(self, cfg: dict, shape) -> nn.Module:
+        return waveform_autoencoder(cfg, shape)
 
     def backbone(self, cfg: dict, shape: tuple[int, ...], num_classes: int) -> nn.Module:
         """The shared UNet with 1D convolutions over time; channels = 1 (waveform) or n_mels (mel).
@@ -63,8 +68,14 @@ class AudioModality(Modality):
             return list(cfg["dataset"]["class_names"])
         return data.load(cfg, "train").class_names
 
-    def write(self, x: torch.Tensor, labels: torch.Tensor | None, out_dir: Path, cfg: dict) -> list[Path]:
-        return writers.write_wavs(x, labels, out_dir, int(cfg["data"]["sample_rate"]), self._class_names(cfg))
+    def write(self, x: torch.Tensor, labels: torch.Tensor | None, out_dir: Path, cfg: dict,
+              lengths: torch.Tensor | None = None) -> list[Path]:
+        d = cfg["data"]
+        return writers.write_wavs(x, labels, out_dir, int(d["sample_rate"]), self._class_names(cfg), lengths,
+                                  d.get("loudness", "none"), float(d.get("target_db", -20.0)))
+
+    def length_of(self, cfg: dict, seconds: float) -> int:
+        return max(1, round(seconds * int(cfg["data"]["sample_rate"])))
 
     def preview(self, x: torch.Tensor, labels: torch.Tensor | None, path: Path, cfg: dict) -> Path:
         return writers.preview_png(x, labels, path, int(cfg["data"]["sample_rate"]), self._class_names(cfg))

@@ -87,6 +87,7 @@ ENGINE_DEFAULTS = {
     "autoencoder": {                # the loss of a kind = "autoencoder" recipe
         "reconstruction": "l1",     # l1 | l2, or one of the modality's (Modality.reconstructions)
         "kl_weight": 1e-6,          # weight of the latent's KL divergence from N(0, I), both per data entry
+        "stft_weight": 0.0,         # weight of a multi-resolution STFT distance (1D signals: multidiff.nn.stft_loss)
     },
 }
 # Present only in configs that use it, so that runs saved before it existed resume unchanged.
@@ -259,8 +260,9 @@ def validate(cfg: dict) -> None:
     if cfg["kind"] == "autoencoder":
         choose("autoencoder.reconstruction", cfg["autoencoder"]["reconstruction"],
                modality.get(cfg["modality"]).reconstructions)
-    if cfg["autoencoder"]["kl_weight"] < 0:
-        raise UserError(f"autoencoder.kl_weight must be >= 0, got {cfg['autoencoder']['kl_weight']}")
+    for key in ("kl_weight", "stft_weight"):
+        if cfg["autoencoder"][key] < 0:
+            raise UserError(f"autoencoder.{key} must be >= 0, got {cfg['autoencoder'][key]}")
     choose("diffusion.schedule", cfg["diffusion"]["schedule"], schedules.names())
     choose("diffusion.prediction", cfg["diffusion"]["prediction"], parameterizations.names())
     choose("diffusion.weighting", cfg["diffusion"]["weighting"], weightings.names())

@@ -27,6 +27,7 @@ from multidiff.engine.conditions import class_labels, display_labels, guidance_s
 from multidiff.engine.config import check_seed, validate_sampler
 from multidiff.engine.diffusion import from_config
 from multidiff.engine.errors import UserError
+from multidiff.engine.lengths import sample_lengths
 from multidiff.latent import reconstruction_metrics, run_encoder
 from multidiff.modality import Encoder, Modality
 
@@ -71,11 +72,15 @@ def load_run(run_or_ckpt: str | Path, device: torch.device | str = "cpu") -> Run
 
 @torch.no_grad()
 def draw(run: Run, labels, n: int, *, sampler: str, steps: int, guidance: float | dict,
-         seed: int, progress: bool = False, points: int | None = None, **options) -> torch.Tensor:
+         seed: int, progress: bool = False, points: int | None = None, lengths: torch.Tensor | None = None,
+         **options) -> torch.Tensor:
     """``n`` decoded samples (data space) from ``run`` with the given class labels (or named conditions), in
     chunks of ``sample.batch_size``; ``progress``: a bar over the network evaluations on stderr; ``points``:
     points per sample of a latent point-cloud run (LatentEncoder.decode), None = as trained; ``options`` go to
-    ``multidiff.sample`` (``sampling_options.options``: placement, eta, s_churn, t_min)."""
+    ``multidiff.sample`` (``sampling_options.options``: placement, eta, s_churn, t_min). ``lengths``
+    (multidiff.engine.lengths): each sample's real length along the last axis; it is drawn at that
+    length (rounded up to what the network takes), cut to it and zero-padded to the longest of them
+    and the data's length, and consecutive samples of one length share a batch."""
     from multidiff.sampling import sample
 
     cfg, device = run.cfg, next(run.model.parameters()).device
@@ -84,19 +89,48 @@ def draw(run: Run, labels, n: int, *, sampler: str, steps: int, guidance: float 
     options.setdefault("t_min", diffusion.t_min)
     chunk = cfg["sample"]["batch_size"]
     calls = -(-n // chunk) * (2 * steps - 1 if sampler == "heun" else steps)  # see multidiff.samplers (NFE)
+    if lengths is not None:
+        calls = len(_groups(lengths, chunk)) * (2 * steps - 1 if sampler == "heun" else steps)
     with tqdm(total=calls, disable=not progress, unit="step", desc="sampling", dynamic_ncols=True) as bar:
         model = _Counting(run.model, bar)
         out = []
-        for i in range(0, n, chunk):
-            size = min(chunk, n - i)
+        for i, size, length in _groups(lengths, chunk) if lengths is not None else \
+                ((i, min(chunk, n - i), None) for i in range(0, n, chunk)):
             cond = condition_batch.to(condition_batch.take(labels, slice(i, i + size)), device)
-            z = sample(model, (size, *shape), schedule=diffusion.schedule, sampler=sampler, steps=steps,
-                       prediction=diffusion.prediction, cond=cond, guidance_scale=guidance,
+            z = sample(model, (size, *_sized(shape, length, run)), schedule=diffusion.schedule, sampler=sampler,
+                       steps=steps, prediction=diffusion.prediction, cond=cond, guidance_scale=guidance,
                        generator=torch.Generator().manual_seed(seed), first_index=i,
                        **options)
             z = z.float()
-            out.append((run.encoder.decode(z) if points is None else run.encoder.decode(z, points)).cpu())
-    return torch.cat(out)
+            x = run.encoder.decode(z) if points is None else run.encoder.decode(z, points)
+            out.append(x.cpu()[..., :length])
+    if lengths is None:
+        return torch.cat(out)
+    longest = max(int(lengths.max()), cfg["dataset"]["shape"][-1])
+    return torch.cat([torch.nn.functional.pad(x, (0, longest - x.shape[-1])) for x in out])
+
+
+def _groups(lengths: torch.Tensor, chunk: int) -> list[tuple[int, int, int]]:
+    """(first index, size, length) of each run of consecutive equal lengths, at most ``chunk`` long."""
+    groups, i = [], 0
+    while i < len(lengths):
+        size = 1
+        while i + size < len(lengths) and size < chunk and lengths[i + size] == lengths[i]:
+            size += 1
+        groups.append((i, size, int(lengths[i])))
+        i += size
+    return groups
+
+
+def _sized(shape: tuple, length: int | None, run: Run) -> tuple:
+    """The encoded shape of an example ``length`` long: the last axis scaled by the encoder's ratio and
+    rounded up to a multiple of the network's ``downsample_factor``."""
+    if length is None:
+        return shape
+    ratio = run.cfg["dataset"]["shape"][-1] // shape[-1]
+    multiple = getattr(run.model, "downsample_factor", 1)
+    frames = -(-length // ratio)
+    return (*shape[:-1], -(-frames // multiple) * multiple)
 
 
 class _Counting(nn.Module):
@@ -114,7 +148,8 @@ class _Counting(nn.Module):
 def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | None = None,
              guidance=None, cond=None, seed: int = 0, out_dir: str | Path | None = None,
              device: str | None = None, placement: str | None = None, eta: float | None = None,
-             churn: float | None = None, prompt: str | None = None, points: int | None = None) -> dict:
+             churn: float | None = None, prompt: str | None = None, points: int | None = None,
+             seconds: float | None = None) -> dict:
     """Draw ``n`` samples; with ``out_dir``, write them (Modality.write) and a preview PNG. ``points``: points
     per sample of a latent point-cloud run, whose decoder emits any number (None: as many as trained on).
 
@@ -122,9 +157,12 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
     (multidiff.conditioning.request). ``guidance``: a scale, or the ``--guidance`` strings ("2",
     "speaker=1.5"; see multidiff.engine.conditions.guidance_scales).
 
+    ``seconds``: how long each sample is (a run whose encoder decodes any length); unset, a run that
+    learned its classes' lengths (multidiff.engine.lengths) draws each sample at its class's.
+
     Unset sampling options come from the run's ``[sample]`` section (placement "pilot": see
     ``multidiff.engine.sampling_options``). Returns
-    ``dict(x=decoded samples, labels=LongTensor or None, paths=written files)``.
+    ``dict(x=decoded samples, labels=LongTensor or None, lengths=LongTensor or None, paths=written files)``.
     """
     if n < 1:
         raise UserError(f"the number of samples must be at least 1, got {n}")
@@ -143,21 +181,33 @@ def generate(run_or_ckpt, n: int, *, sampler: str | None = None, steps: int | No
     validate_sampler(sampler)
     cond = class_labels(n, run.cfg, cond, prompt)
     labels = display_labels(cond, run.cfg)
+    length = None if seconds is None else _length_of(run, seconds)
+    lengths = sample_lengths(run, labels, n, length)
     if out_dir is not None:
         out_dir = _writable_folder(Path(out_dir))
     steps, guidance = steps or defaults["steps"], defaults["guidance"] if guidance is None else guidance
     options = sampling_options.options(run, run_or_ckpt, sampler=sampler, steps=steps, guidance=guidance,
                                        placement=placement, eta=eta, churn=churn)
     x = draw(run, cond, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=True, points=points,
-             **options)
+             lengths=lengths, **options)
     paths = []
     if out_dir is not None:
         shown = min(n, defaults["n"])
         with _removed_on_failure(out_dir):
-            paths = list(run.modality.write(x, labels, out_dir, run.cfg))
+            given = {} if lengths is None else {"lengths": lengths}
+            paths = list(run.modality.write(x, labels, out_dir, run.cfg, **given))
             paths.append(run.modality.preview(x[:shown], None if labels is None else labels[:shown],
                                               out_dir / "preview.png", run.cfg))
-    return {"x": x, "labels": labels, "paths": paths}
+    return {"x": x, "labels": labels, "lengths": lengths, "paths": paths}
+
+
+def _length_of(run: Run, seconds: float) -> int:
+    if not seconds > 0:
+        raise UserError(f"--seconds must be positive, got {seconds}")
+    try:
+        return run.modality.length_of(run.cfg, seconds)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def _writable_folder(folder: Path) -> Path:
@@ -229,7 +279,8 @@ def score(run: Run, n: int, *, sampler: str, steps: int, guidance: float, seed: 
                                                           seed=seed, progress=progress, **options),
                                 _evaluation_cache(run))
     labels = class_labels(n, run.cfg)
-    x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=progress, **options)
+    x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=progress,
+             lengths=sample_lengths(run, labels, n), **options)
     return {k: float(v) for k, v in run.modality.evaluate(x, labels, run.cfg, _evaluation_cache(run)).items()}
 
 

@@ -21,6 +21,7 @@ from multidiff.engine.generate import Run, class_labels, draw
 from multidiff.guidance import NULL_LABEL, drop_labels
 from multidiff.losses import diffusion_loss
 from multidiff.nn.autoencoder import gaussian_kl
+from multidiff.nn.stft_loss import multi_resolution_stft
 
 KINDS = ("diffusion", "autoencoder")
 
@@ -81,8 +82,11 @@ class DiffusionObjective:
 class AutoencoderObjective:
     """Reconstruction error (the modality's ``reconstruction_error``: per data entry for l1/l2) plus
     ``kl_weight`` times the KL divergence of the latent posterior from N(0, I) per data entry (as in
-    Rombach et al. 2022, where both terms are sums, so the same weight means the same trade-off). The KL only keeps the latent's scale and smoothness in
-    check for the diffusion model; the latents are rescaled to unit variance afterwards anyway."""
+    Rombach et al. 2022, where both terms are sums, so the same weight means the same trade-off). The KL
+    only keeps the latent's scale and smoothness in check for the diffusion model; the latents are
+    rescaled to unit variance afterwards anyway. With ``stft_weight`` > 0 (1D signals: audio) a
+    multi-resolution STFT distance joins the reconstruction term. With a padding mask the input is zeroed
+    over the padding and both terms skip it, so nothing there reaches the loss."""
 
     def __init__(self, cfg: dict, model, train_set):
         self.cfg = cfg
@@ -98,10 +102,14 @@ class AutoencoderObjective:
 
     def loss(self, net, z, labels, mask, draws: dict, rows: slice) -> torch.Tensor:
         ac = self.cfg["autoencoder"]
+        if mask is not None:
+            z = z * mask
         z_hat, mean, logvar = net(z, draws["noise"][rows])
         per_entry_kl = gaussian_kl(mean, logvar) / z[0].numel()
-        error = self.modality.reconstruction_error(z_hat, z, ac["reconstruction"], mask)
-        return (error + ac["kl_weight"] * per_entry_kl).mean()
+        loss = self.modality.reconstruction_error(z_hat, z, ac["reconstruction"], mask) + ac["kl_weight"] * per_entry_kl
+        if ac["stft_weight"]:
+            loss = loss + ac["stft_weight"] * multi_resolution_stft(z_hat, z, mask)
+        return loss.mean()
 
     @torch.no_grad()
     def preview(self, path: Path, step: int, modality, model, encoder):

@@ -35,6 +35,7 @@ from multidiff.engine.evaluations import TrainingEvaluation
 from multidiff.engine.errors import UserError
 from multidiff.engine.generate import Run, build_model
 from multidiff.engine.lock import RunLock
+from multidiff.engine.lengths import class_lengths
 from multidiff.engine.metrics_log import MetricsLog, versions
 from multidiff.latent import run_encoder, train_missing_autoencoder, training_data
 
@@ -265,9 +266,10 @@ def _describe(train_set, encoder, device) -> dict:
     mask = item.get("mask")
     with torch.no_grad():
         z, _ = encoder.encode(item["x"][None].to(device), None if mask is None else mask[None].to(device))
+    lengths = class_lengths(train_set) if encoder.variable_length else None
     return {"shape": list(item["x"].shape), "encoded_shape": list(z.shape[1:]),
             "class_names": list(train_set.class_names), "size": len(train_set), "encoder": type(encoder).__name__,
-            **encoder.describe()}
+            **encoder.describe(), **({"class_lengths": lengths} if lengths else {})}
 
 
 def _check_same_config(cfg: dict, saved: dict, run_dir: Path) -> None:

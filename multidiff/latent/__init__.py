@@ -5,7 +5,7 @@ An autoencoder recipe (``kind = "autoencoder"``) is trained by the engine like a
 checkpoints embed the autoencoder (LatentEncoder), so they sample on their own.
 """
 from .autoencoder_run import is_latent, run_encoder, train_missing_autoencoder
-from .cache import EncodedSet, encoded_training_set
+from .cache import EncodedSet, dataset_latent_masks, encoded_training_set
 from .encoder import LatentEncoder
 from .evaluation import reconstruction_metrics
 
@@ -18,7 +18,8 @@ def training_data(train_set, encoder):
     if not isinstance(encoder, LatentEncoder) or not encoder.cache:
         return train_set, encoder
     means, labels = encoded_training_set(encoder, train_set)
-    return EncodedSet(means * encoder.scale.cpu(), labels, list(train_set.class_names)), Encoder()
+    return (EncodedSet(means * encoder.scale.cpu(), labels, list(train_set.class_names),
+                       dataset_latent_masks(encoder, train_set)), Encoder())
 
 
 __all__ = ["EncodedSet", "LatentEncoder", "encoded_training_set", "is_latent", "reconstruction_metrics",

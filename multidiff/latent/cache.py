@@ -23,20 +23,32 @@ CHUNK = 256
 
 
 class EncodedSet(Dataset):
-    """Pre-encoded examples: items {"x": latent, "label"}, with the source dataset's class names."""
+    """Pre-encoded examples: items {"x": latent, "label"} (and "mask", the latent mask, when the source
+    items carry padding masks), with the source dataset's class names."""
 
-    def __init__(self, latents: torch.Tensor, labels: torch.Tensor, class_names: list[str]):
-        self.latents, self.labels, self.class_names = latents, labels, class_names
+    def __init__(self, latents: torch.Tensor, labels: torch.Tensor, class_names: list[str],
+                 masks: torch.Tensor | None = None):
+        self.latents, self.labels, self.class_names, self.masks = latents, labels, class_names, masks
 
     def __len__(self) -> int:
         return len(self.latents)
 
     def __getitem__(self, i: int) -> dict:
-        return {"x": self.latents[i], "label": self.labels[i]}
+        item = {"x": self.latents[i], "label": self.labels[i]}
+        return item if self.masks is None else {**item, "mask": self.masks[i]}
 
     def __getitems__(self, indices: list[int]) -> dict:
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return {"x": self.latents[idx], "label": self.labels[idx]}
+        items = {"x": self.latents[idx], "label": self.labels[idx]}
+        return items if self.masks is None else {**items, "mask": self.masks[idx]}
+
+
+def dataset_latent_masks(encoder, dataset) -> torch.Tensor | None:
+    """The latent masks of every item of ``dataset`` (None when its items carry no padding mask);
+    computed from the sample masks alone, so they are never cached."""
+    if dataset[0].get("mask") is None:
+        return None
+    return torch.cat([encoder.latent_mask(batch["mask"]) for batch in _chunks(dataset)])
 
 
 def _chunks(dataset):
@@ -68,7 +80,8 @@ def encoded_training_set(encoder, dataset) -> tuple[torch.Tensor, torch.Tensor]:
     device = encoder.scale.device
     means, labels = [], []
     for batch in _chunks(dataset):
-        means.append(encoder.latent_means(batch["x"].to(device)).float().cpu())
+        x = batch["x"] if "mask" not in batch else batch["x"] * batch["mask"]
+        means.append(encoder.latent_means(x.to(device)).float().cpu())
         labels.append(batch["label"])
     means, labels = torch.cat(means), torch.cat(labels)
     if path is not None:

@@ -23,7 +23,7 @@ def run_autoencoder(run) -> LatentEncoder | None:
 
 def reconstruction_metrics(run, n: int, cache_dir: Path, batch_size: int = 256) -> dict[str, float]:
     """The modality's metrics on ``n`` test examples (a seeded random choice) decoded from their latent
-    means; {} for a run without an autoencoder."""
+    means, silent over the padding of padded examples; {} for a run without an autoencoder."""
     autoencoder = run_autoencoder(run)
     if autoencoder is None:
         return {}
@@ -33,9 +33,11 @@ def reconstruction_metrics(run, n: int, cache_dir: Path, batch_size: int = 256) 
     decoded, labels = [], []
     for i in range(0, len(pick), batch_size):
         batch = collate([test[j] for j in pick[i:i + batch_size]])
+        mask = batch.get("mask")
         with torch.no_grad():
-            z, _ = autoencoder.encode(batch["x"].to(device))
-            decoded.append(autoencoder.decode(z).float().cpu())
+            z, _ = autoencoder.encode(batch["x"].to(device), None if mask is None else mask.to(device))
+            x_hat = autoencoder.decode(z).float().cpu()
+        decoded.append(x_hat if mask is None else x_hat * mask)  # a clip ends where the real one does
         labels.append(batch["label"])
     labels = torch.cat(labels)
     metrics = run.modality.evaluate(torch.cat(decoded), labels if bool((labels >= 0).all()) else None, run.cfg,

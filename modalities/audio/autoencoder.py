@@ -1,0 +1,95 @@
+"""The waveform autoencoder: strided 1D convolutions from samples to a short latent sequence, and back.
+
+A learned decoder in place of mel + Griffin-Lim, whose phase guesses cost the digit judge 4 points
+before any diffusion. The shape follows the waveform codecs (SoundStream, EnCodec, the Stable Audio
+VAE): residual units with dilations 1, 3, 9 at each rate, then a strided convolution that divides the
+rate by ``stride`` and doubles the width; the decoder mirrors it with transposed convolutions. No
+normalisation layers: a clip's level must pass through unchanged. Every layer sees only its
+neighbourhood, so one network serves clips of any length that is a multiple of the total stride.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from multidiff.nn.autoencoder import LOGVAR_RANGE
+
+AUTOENCODER_DEFAULTS = {"latent_channels": 32, "channels": 16, "strides": [2, 4, 8], "dilations": [1, 3, 9]}
+
+
+class ResidualUnit(nn.Module):
+    """x + conv1x1(silu(conv7_dilated(silu(x))))."""
+
+    def __init__(self, channels: int, dilation: int):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, 7, dilation=dilation, padding=3 * dilation)
+        self.mix = nn.Conv1d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mix(F.silu(self.conv(F.silu(x))))
+
+
+class WaveformAutoencoder(nn.Module):
+    def __init__(self, in_channels: int = 1, latent_channels: int = 32, channels: int = 16,
+                 strides=(2, 4, 8), dilations=(1, 3, 9)):
+        super().__init__()
+        if any(s % 2 for s in strides):
+            raise ValueError(f"every stride must be even (a kernel of 2 * stride centred on its frame), got {list(strides)}")
+        self.in_channels, self.latent_channels, self.strides = in_channels, latent_channels, tuple(strides)
+        widths = [channels * 2 ** i for i in range(len(strides) + 1)]
+
+        encoder = [nn.Conv1d(in_channels, widths[0], 7, padding=3)]
+        for s, w_in, w_out in zip(strides, widths, widths[1:]):
+            encoder += [ResidualUnit(w_in, d) for d in dilations]
+            encoder += [nn.SiLU(), nn.Conv1d(w_in, w_out, 2 * s, stride=s, padding=s // 2)]
+        encoder += [nn.SiLU(), nn.Conv1d(widths[-1], 2 * latent_channels, 3, padding=1)]
+        self.encoder = nn.Sequential(*encoder)
+
+        decoder = [nn.Conv1d(latent_channels, widths[-1], 7, padding=3)]
+        for s, w_in, w_out in reversed(list(zip(strides, widths, widths[1:]))):
+            decoder += [nn.SiLU(), nn.ConvTranspose1d(w_out, w_in, 2 * s, stride=s, padding=s // 2)]
+            decoder += [ResidualUnit(w_in, d) for d in dilations]
+        decoder += [nn.SiLU(), nn.Conv1d(widths[0], in_channels, 7, padding=3)]
+        self.decoder = nn.Sequential(*decoder)
+
+    @property
+    def downsample_factor(self) -> int:
+        """Clip lengths must be a multiple of this; the latent sequence is this much shorter."""
+        return math.prod(self.strides)
+
+    def latent_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.latent_channels, shape[-1] // self.downsample_factor)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of the posterior over the latent sequence of each clip of ``x`` (B, C, T)."""
+        if x.ndim != 3 or x.shape[1] != self.in_channels:
+            raise ValueError(f"the waveform autoencoder expects (B, {self.in_channels}, T), got shape {tuple(x.shape)}")
+        if x.shape[-1] % self.downsample_factor:
+            raise ValueError(f"clip length {x.shape[-1]} must be a multiple of {self.downsample_factor} "
+                             f"(the product of model.strides)")
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        return mean, logvar.clamp(*LOGVAR_RANGE)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor):
+        """(reconstruction from the latent mean + exp(logvar / 2) * noise, mean, logvar)."""
+        mean, logvar = self.encode(x)
+        return self.decode(mean + torch.exp(0.5 * logvar) * noise.to(mean.dtype)), mean, logvar
+
+
+def waveform_autoencoder(cfg: dict, shape) -> WaveformAutoencoder:
+    """The autoencoder of an audio ``kind = "autoencoder"`` recipe, over (1, T) waveforms."""
+    if len(shape) != 2 or shape[0] != 1:
+        raise ValueError(f"the audio autoencoder works on (1, T) waveforms (encoder.representation = \"waveform\"), "
+                         f"got encoded examples of shape {tuple(shape)}")
+    m = {**AUTOENCODER_DEFAULTS, **cfg.get("model", {})}
+    net = WaveformAutoencoder(1, m["latent_channels"], m["channels"], tuple(m["strides"]), tuple(m["dilations"]))
+    if shape[1] % net.downsample_factor:
+        raise ValueError(f"data.length {shape[1]} must be a multiple of {net.downsample_factor} (the product of "
+                         f"model.strides {list(m['strides'])})")
+    return net
