@@ -48,7 +48,7 @@ def peak_bin(x: torch.Tensor) -> torch.Tensor:
 def ae_objective(length: int, net, **loss):
     cfg = {"autoencoder": {"reconstruction": "l1", "kl_weight": 1e-4, "stft_weight": 1.0, **loss},
            "dataset": {"encoded_shape": [1, length]}, "train": {"batch_size": 8, "seed": 0}}
-    return objectives.build({**cfg, "kind": "autoencoder"}, net, None)
+    return objectives.build({**cfg, "kind": "autoencoder", "modality": "audio"}, net, None)
 
 
 def test_a_trained_tiny_autoencoder_keeps_each_tones_frequency_within_a_bin():
