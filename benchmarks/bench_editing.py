@@ -96,10 +96,11 @@ def audio(run, args):
     from modalities.audio.classifier import ClipClassifier
     from modalities.audio.evaluation import augment, trained_classifier
 
-    train, test = data.load(run.cfg, "train"), data.load(run.cfg, "test")
+    labelled = {**run.cfg, "data": {**run.cfg["data"], "conditional": True}}     # the judge's labels, whatever
+    train, test = data.load(labelled, "train"), data.load(labelled, "test")      # the model was trained on
     chosen = pick(args.n, len(test))
     x, labels = test.x[chosen], test.labels[chosen]
-    net = trained_classifier(run.cfg, train, run.encoder, cache_dir("audio"))
+    net = trained_classifier(labelled, train, run.encoder, cache_dir("audio"))
     length = x.shape[-1]
     keep = torch.ones(1, 1, length)
     keep[..., int(0.3 * length): int(0.7 * length)] = 0
