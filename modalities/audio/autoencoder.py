@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from multidiff.nn.autoencoder import LOGVAR_RANGE
+from multidiff.nn.autoencoder import GaussianAutoencoder
 
 AUTOENCODER_DEFAULTS = {"latent_channels": 32, "channels": 16, "strides": [2, 4, 8], "dilations": [1, 3, 9]}
 
@@ -32,7 +32,7 @@ class ResidualUnit(nn.Module):
         return x + self.mix(F.silu(self.conv(F.silu(x))))
 
 
-class WaveformAutoencoder(nn.Module):
+class WaveformAutoencoder(GaussianAutoencoder):
     def __init__(self, in_channels: int = 1, latent_channels: int = 32, channels: int = 16,
                  strides=(2, 4, 8), dilations=(1, 3, 9)):
         super().__init__()
@@ -63,23 +63,12 @@ class WaveformAutoencoder(nn.Module):
     def latent_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.latent_channels, shape[-1] // self.downsample_factor)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of the posterior over the latent sequence of each clip of ``x`` (B, C, T)."""
+    def check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 3 or x.shape[1] != self.in_channels:
             raise ValueError(f"the waveform autoencoder expects (B, {self.in_channels}, T), got shape {tuple(x.shape)}")
         if x.shape[-1] % self.downsample_factor:
             raise ValueError(f"clip length {x.shape[-1]} must be a multiple of {self.downsample_factor} "
                              f"(the product of model.strides)")
-        mean, logvar = self.encoder(x).chunk(2, dim=1)
-        return mean, logvar.clamp(*LOGVAR_RANGE)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
-    def forward(self, x: torch.Tensor, noise: torch.Tensor):
-        """(reconstruction from the latent mean + exp(logvar / 2) * noise, mean, logvar)."""
-        mean, logvar = self.encode(x)
-        return self.decode(mean + torch.exp(0.5 * logvar) * noise.to(mean.dtype)), mean, logvar
 
 
 def waveform_autoencoder(cfg: dict, shape) -> WaveformAutoencoder:

@@ -18,7 +18,30 @@ from .blocks import Downsample, ResBlock, Upsample, conv_nd, group_norm
 LOGVAR_RANGE = (-30.0, 20.0)
 
 
-class ConvAutoencoder(nn.Module):
+class GaussianAutoencoder(nn.Module):
+    """``self.encoder`` maps a batch to the mean and log-variance of a diagonal Gaussian over the latent,
+    stacked along dim 1; ``self.decoder`` maps a latent back. Subclasses build both and check inputs in
+    ``check_input``."""
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError for a batch the encoder cannot take."""
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of the posterior over the latent of each example of ``x``."""
+        self.check_input(x)
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        return mean, logvar.clamp(*LOGVAR_RANGE)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(reconstruction from the latent mean + exp(logvar / 2) * noise, mean, logvar)."""
+        mean, logvar = self.encode(x)
+        return self.decode(mean + torch.exp(0.5 * logvar) * noise.to(mean.dtype)), mean, logvar
+
+
+class ConvAutoencoder(GaussianAutoencoder):
     def __init__(self, dims: int, in_channels: int, latent_channels: int = 4, channels: int = 64,
                  channel_mult=(1, 2, 2), num_res_blocks: int = 1):
         super().__init__()
@@ -59,25 +82,13 @@ class ConvAutoencoder(nn.Module):
         """The latent shape (C_z, *sizes / factor) of one example of shape ``shape`` (C, *sizes)."""
         return (self.latent_channels, *(s // self.downsample_factor for s in shape[1:]))
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of the posterior over the latent of each example of ``x``."""
+    def check_input(self, x: torch.Tensor) -> None:
         if x.ndim != self.dims + 2 or x.shape[1] != self.in_channels:
             raise ValueError(f"the autoencoder expects ({'B, C, T' if self.dims == 1 else 'B, C, H, W'}) with "
                              f"C = {self.in_channels}, got shape {tuple(x.shape)}")
         if any(s % self.downsample_factor for s in x.shape[2:]):
             raise ValueError(f"spatial size {tuple(x.shape[2:])} must be divisible by {self.downsample_factor} "
                              f"(2 ** (len(channel_mult) - 1))")
-        mean, logvar = self.encoder(x).chunk(2, dim=1)
-        return mean, logvar.clamp(*LOGVAR_RANGE)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
-    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(reconstruction from the latent mean + exp(logvar / 2) * noise, mean, logvar)."""
-        mean, logvar = self.encode(x)
-        z = mean + torch.exp(0.5 * logvar) * noise.to(mean.dtype)
-        return self.decode(z), mean, logvar
 
 
 def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
