@@ -11,6 +11,9 @@
     type = "text"          a caption: the item field ``field`` (a CSV column), or ``templates`` over the
                            other fields ("a {speaker} saying {digit}", item i taking template i mod K);
                            ``held_out`` templates are never trained on (for evaluation prompts).
+                           ``synonyms``: words a template writes for a field's value, e.g.
+                           {category = {chair = ["chair", "seat", "armchair"]}} (each item draws one,
+                           fixed per item); ``held_out_synonyms`` (same shape) are never trained on.
                            Encoded by a byte-level transformer trained with the model (``layers``,
                            ``heads``, ``max_length`` bytes), or by a frozen pretrained encoder loaded with
                            ``transformers`` from the local folder ``pretrained`` (CLIP text or T5).
@@ -29,7 +32,8 @@ COMMON = {"type": "", "field": "", "drop": 0.1}
 TYPES = {
     "categorical": {"held_out": []},
     "vector": {"source": "columns", "columns": [], "suffix": ".npy", "dim": 0},
-    "text": {"templates": [], "held_out": [], "max_length": 64, "layers": 2, "heads": 4, "pretrained": ""},
+    "text": {"templates": [], "held_out": [], "max_length": 64, "layers": 2, "heads": 4, "pretrained": "",
+             "synonyms": {}, "held_out_synonyms": {}},
 }
 VECTOR_SOURCES = ("columns", "sidecar")
 RESERVED = ("dropped",)
@@ -94,7 +98,36 @@ def _resolve_one(name: str, table: dict) -> dict:
             raise UserError(f"{where}.held_out names templates that are not in {where}.templates")
         if out["templates"] and len(out["held_out"]) == len(out["templates"]):
             raise UserError(f"{where}: every template is held out; keep at least one to train on")
+        _check_synonyms(where, out)
     return out
+
+
+def _check_synonyms(where: str, out: dict) -> None:
+    """``synonyms`` a table of field -> value -> non-empty word list; ``held_out_synonyms`` picks words from
+    it and leaves every value at least one to train on. (That each field and value occurs in the data is
+    checked with the data, in conditioning.data.)"""
+    synonyms, held = out["synonyms"], out["held_out_synonyms"]
+    if (synonyms or held) and not out["templates"]:
+        raise UserError(f"{where}.synonyms need templates (the words they write in for a field's value)")
+    for key, table in (("synonyms", synonyms), ("held_out_synonyms", held)):
+        for field, values in table.items():
+            if not isinstance(values, dict) or not all(
+                    isinstance(words, list) and all(isinstance(w, str) for w in words) for words in values.values()):
+                raise UserError(f"{where}.{key}.{field} must be a table of value = [\"word\", ...] lists")
+    for field, values in synonyms.items():
+        for value, words in values.items():
+            if not words:
+                raise UserError(f"{where}.synonyms.{field}.{value} is an empty list; give at least one word")
+    for field, values in held.items():
+        for value, words in values.items():
+            known = synonyms.get(field, {}).get(value, [])
+            missing = [w for w in words if w not in known]
+            if missing:
+                raise UserError(f"{where}.held_out_synonyms.{field}.{value}: {missing[0]!r} is not in "
+                                f"{where}.synonyms.{field}.{value}")
+            if known and set(known) <= set(words):
+                raise UserError(f"{where}.held_out_synonyms.{field}.{value} holds out every synonym; "
+                                f"keep at least one to train on")
 
 
 def held_out_combinations(cfg: dict) -> list[dict[str, str]]:
