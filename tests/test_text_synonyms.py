@@ -149,6 +149,21 @@ def test_the_modelnet10_text_recipe_holds_one_synonym_per_category_out():
     fields = [{"category": c} for c in synonyms for _ in range(6)]
     longest = max(len(condition_data.fill(t, {"category": w}, "caption", "")) for t in caption["templates"]
                   for words in synonyms.values() for w in words)
-    assert longest <= caption["max_length"] and cfg["data"]["n_points"] == 256
+    assert longest == condition_data.longest_caption(caption, fields, "caption", str) == 35
+    assert cfg["data"]["n_points"] == 256
     captions = condition_data.captions(caption, fields, "caption", str)
     assert not any(_word(c, caption["templates"][i % 3]) in sum(held.values(), []) for i, c in enumerate(captions))
+
+
+def test_max_length_0_becomes_the_longest_caption_rounded_up_to_8(tmp_path):
+    cfg, clouds = _described(tmp_path)
+    caption = cfg["conditions"]["caption"]
+    held_out = "the primitive called {category}"           # held-out templates and synonyms count too
+    caption.update(max_length=0, templates=TEMPLATES + [held_out], held_out=[held_out])
+    written = [t.format(category=w) for t in caption["templates"] for words in
+               [*PRIMITIVES, "box cube crate", "sphere ball globe"] for w in words.split()]
+    assert condition_data.longest_caption(caption, condition_data.item_fields(clouds, cfg), "caption", str) == \
+        max(map(len, written)) == len("the primitive called cylinder")
+    condition_data.describe(clouds, cfg)
+    assert caption["max_length"] == 32                  # 29 bytes rounded up to 8
+    assert condition_data.tensors(clouds, cfg)["caption"].shape == (len(clouds), 32)

@@ -9,6 +9,7 @@ every trained item (``trained_rows``: the held-out combinations left out) its ``
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,8 @@ def _sorted_values(values: set[str]) -> list[str]:
 
 
 def describe(dataset, cfg: dict) -> dict:
-    """{name: {"values": [...]}} for categoricals, {name: {}} otherwise, read from the training set."""
+    """{name: {"values": [...]}} for categoricals, {name: {}} otherwise, read from the training set. A text
+    condition's ``max_length`` 0 is settled here, in ``cfg`` (which the run saves): see ``longest_caption``."""
     fields = item_fields(dataset, cfg)
     out = {}
     for name, spec in cfg["conditions"].items():
@@ -59,7 +61,34 @@ def describe(dataset, cfg: dict) -> dict:
             out[name] = {"values": _sorted_values(values)}
         else:
             out[name] = {}
+        if spec["type"] == "text" and not spec["max_length"]:
+            spec["max_length"] = settled_length(spec, fields, name, lambda i: _where(dataset, i))
     return out
+
+
+def settled_length(spec: dict, fields: list[dict[str, str]], name: str, where) -> int:
+    """``max_length`` 0 made the longest caption (``longest_caption``), in bytes rounded up to 8."""
+    longest = longest_caption(spec, fields, name, where)
+    return longest if spec["pretrained"] else -(-longest // 8) * 8
+
+
+def longest_caption(spec: dict, fields: list[dict[str, str]], name: str, where) -> int:
+    """The tokens (bytes) of the longest caption of the training items: their ``field``, or what any template
+    (held-out ones too) writes for their fields with any of their synonyms (held-out ones too). The encoder
+    then spends no position on padding every caption leaves; a longer ``--prompt`` is refused with the
+    length it may take."""
+    count = text.tokenizer({**spec, "max_length": 1}).count
+    if not spec["templates"]:
+        return max(count(_field(f, spec["field"], name, where(i))) for i, f in enumerate(fields))
+    longest = 0
+    for f in {tuple(sorted(f.items())) for f in fields}:
+        f = dict(f)
+        choices = [values.get(f[field], [f[field]]) if field in f else [None]
+                   for field, values in spec["synonyms"].items()]
+        for words in itertools.product(*choices):
+            written = {**f, **{field: w for field, w in zip(spec["synonyms"], words) if w is not None}}
+            longest = max(longest, *(count(fill(t, written, name, "the training set")) for t in spec["templates"]))
+    return longest
 
 
 def captions(spec: dict, fields: list[dict[str, str]], name: str, where) -> list[str]:

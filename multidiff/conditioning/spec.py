@@ -15,7 +15,8 @@
                            {category = {chair = ["chair", "seat", "armchair"]}} (each item draws one,
                            fixed per item); ``held_out_synonyms`` (same shape) are never trained on.
                            Encoded by a byte-level transformer trained with the model (``layers``,
-                           ``heads``, ``max_length`` bytes), or by a frozen pretrained encoder loaded with
+                           ``heads``, ``max_length`` bytes; 0: the longest caption of the training set,
+                           rounded up to 8), or by a frozen pretrained encoder loaded with
                            ``transformers`` from the local folder ``pretrained`` (CLIP text or T5).
 
 Every condition has ``drop``, its own training dropout rate (classifier-free guidance), and ``field``,
@@ -32,7 +33,7 @@ COMMON = {"type": "", "field": "", "drop": 0.1}
 TYPES = {
     "categorical": {"held_out": []},
     "vector": {"source": "columns", "columns": [], "suffix": ".npy", "dim": 0},
-    "text": {"templates": [], "held_out": [], "max_length": 64, "layers": 2, "heads": 4, "pretrained": "",
+    "text": {"templates": [], "held_out": [], "max_length": 0, "layers": 2, "heads": 4, "pretrained": "",
              "synonyms": {}, "held_out_synonyms": {}},
 }
 VECTOR_SOURCES = ("columns", "sidecar")
@@ -91,9 +92,11 @@ def _resolve_one(name: str, table: dict) -> dict:
                                          for c in out["held_out"]):
         raise UserError(f"{where}.held_out must be a list of tables of field = \"value\" strings")
     if kind == "text":
-        for key in ("max_length", "layers", "heads"):
+        for key in ("layers", "heads"):
             if out[key] < 1:
                 raise UserError(f"{where}.{key} must be at least 1, got {out[key]}")
+        if out["max_length"] < 0:
+            raise UserError(f"{where}.max_length must be at least 1 (or 0: the longest caption), got {out['max_length']}")
         if set(out["held_out"]) - set(out["templates"]):
             raise UserError(f"{where}.held_out names templates that are not in {where}.templates")
         if out["templates"] and len(out["held_out"]) == len(out["templates"]):
