@@ -88,19 +88,20 @@ def _template_prompts(n: int, cfg: dict, name: str, templates: list[str], modali
     i N / n (the other conditions withheld), each field with synonyms written as a trained one (with
     ``held_out_words``: a held-out one, among the test items whose value has some), and those items'
     class labels."""
-    spec = cfg["conditions"][name]
+    condition = cfg["conditions"][name]
     test = modality.dataset(cfg, "test")
     fields = data.item_fields(test, cfg)
     pool = [j for j, f in enumerate(fields) if not held_out_words or any(
-        data.synonym_words(spec, field, f[field], True) for field in spec["synonyms"] if field in f)]
+        data.synonym_words(condition, field, f[field], True) for field in condition["synonyms"] if field in f)]
     if not pool:
         raise UserError(f"condition {name!r}: no test item has a value with held-out synonyms to prompt")
     items = [pool[i * len(pool) // n % len(pool)] for i in range(n)]   # spread over the (class-sorted) split
     draws = data.synonym_draws(n)
-    captions = [data.fill(templates[i % len(templates)], data.with_synonyms(spec, fields[j], draws[i], held_out_words),
-                          name, f"test item {j}") for i, j in enumerate(items)]
+    written = [data.with_synonyms(condition, fields[j], draws[i], held_out_words) for i, j in enumerate(items)]
+    captions = [data.fill(templates[i % len(templates)], f, name, f"test item {j}")
+                for i, (j, f) in enumerate(zip(items, written))]
     cond = build(n, cfg, [f"{other}=" for other in cfg["conditions"] if other != name])
-    cond[name] = text.tokenizer(cfg["conditions"][name])(captions, f"condition {name!r}")
+    cond[name] = text.tokenizer(condition)(captions, f"condition {name!r}")
     cond["dropped"][:, list(cfg["conditions"]).index(name)] = False
     labels = torch.as_tensor([int(test[j]["label"]) for j in items])
     return cond, labels
