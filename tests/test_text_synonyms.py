@@ -167,3 +167,14 @@ def test_max_length_0_becomes_the_longest_caption_rounded_up_to_8(tmp_path):
     condition_data.describe(clouds, cfg)
     assert caption["max_length"] == 32                  # 29 bytes rounded up to 8
     assert condition_data.tensors(clouds, cfg)["caption"].shape == (len(clouds), 32)
+
+
+def test_a_text_run_saved_before_synonyms_reads_with_empty_tables():
+    from multidiff.engine.config import with_defaults
+
+    saved = {"modality": "points", "conditions": {"caption": {"type": "text", "field": "caption", "drop": 0.1,
+                                                               "templates": ["a {category}"], "held_out": [],
+                                                               "max_length": 64, "layers": 2, "heads": 4,
+                                                               "pretrained": ""}}}
+    caption = with_defaults(saved)["conditions"]["caption"]
+    assert caption["synonyms"] == caption["held_out_synonyms"] == {} and caption["max_length"] == 64

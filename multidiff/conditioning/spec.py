@@ -57,6 +57,12 @@ def resolve(conditions: dict) -> dict:
     return {name: _resolve_one(name, table) for name, table in conditions.items()}
 
 
+def with_defaults(conditions: dict) -> dict:
+    """Resolved conditions (a saved run's) with keys added to their type since filled in as defaults."""
+    return {name: {**COMMON, **copy.deepcopy(TYPES.get(table.get("type"), {})), **table}
+            for name, table in conditions.items()}
+
+
 def _resolve_one(name: str, table: dict) -> dict:
     where = f"conditions.{name}"
     if name in RESERVED or not name.replace("_", "").isalnum():
