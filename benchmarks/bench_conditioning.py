@@ -1,7 +1,8 @@
 """Training cost of named conditions: optimizer steps per second of the spoken-digit UNet conditioned on
 one class label (spoken_digits), on digit + speaker (spoken_digits_speaker: two categoricals, their
 pooled vector in the adaptive norms and cross-attention in the middle) and on a caption (spoken_digits_text:
-the byte-level transformer encoder trained with the model), at the same size: the recipes' quick preset.
+the byte-level transformer encoder trained with the model, as many bytes as the longest caption rounded up
+to 8: 48), at the same size: the recipes' quick preset.
 
     python benchmarks/bench_conditioning.py [--repeats 5] [--steps 10] [--batch 32] [--out FILE]
 
@@ -22,6 +23,7 @@ import torch
 
 from multidiff import modality
 from multidiff.conditioning import batch as condition_batch
+from multidiff.conditioning import data as condition_data
 from multidiff.conditioning import text
 from multidiff.engine.config import load_recipe
 from multidiff.engine.generate import build_model
@@ -33,6 +35,10 @@ DIGITS = [str(d) for d in range(10)]
 
 def setup(recipe: str, batch: int):
     cfg = load_recipe(recipe, "quick", [f"train.batch_size={batch}"])
+    caption = cfg["conditions"].get("caption")
+    if caption and not caption["max_length"]:     # as training settles it from the captions of FSDD's fields
+        fields = [{"digit": d, "speaker": s} for d in DIGITS for s in SPEAKERS]
+        caption["max_length"] = condition_data.settled_length(caption, fields, "caption", str)
     cfg["dataset"] = {"encoded_shape": [48, 64], "class_names": DIGITS,
                       "conditions": {"digit": {"values": DIGITS}, "speaker": {"values": SPEAKERS}, "caption": {}}}
     torch.manual_seed(0)
@@ -45,7 +51,7 @@ def setup(recipe: str, batch: int):
         cond = {"digit": digits, "speaker": speakers, "dropped": torch.zeros(batch, 2, dtype=torch.bool)}
     else:
         captions = [f"a recording of {SPEAKERS[s]} saying the number {d}" for d, s in zip(digits, speakers)]
-        cond = {"caption": text.ByteTokenizer(64)(captions, "bench"),
+        cond = {"caption": text.ByteTokenizer(caption["max_length"])(captions, "bench"),
                 "dropped": torch.zeros(batch, 1, dtype=torch.bool)}
     z = torch.randn(batch, 48, 64, generator=g)
     return cfg, model, z, cond

@@ -126,6 +126,9 @@ def test_a_missing_field_or_caption_names_the_item(tmp_path):
     cfg = load_recipe(recipe)
     from modalities.toy2d.data import load_split
     points_set = load_split(cfg["data"], "train")
+    with pytest.raises(UserError, match="item 0 of the dataset: no field 'caption' for condition 'caption'"):
+        condition_data.describe(points_set, cfg)      # max_length 0: the longest caption, read here
+    cfg["conditions"]["caption"]["max_length"] = 8
     cfg["dataset"] = {"conditions": condition_data.describe(points_set, cfg)}
     with pytest.raises(UserError, match="item 0 of the dataset: no field 'caption' for condition 'caption'"):
         condition_data.tensors(points_set, cfg)

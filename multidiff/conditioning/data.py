@@ -9,6 +9,7 @@ every trained item (``trained_rows``: the held-out combinations left out) its ``
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,8 @@ def _sorted_values(values: set[str]) -> list[str]:
 
 
 def describe(dataset, cfg: dict) -> dict:
-    """{name: {"values": [...]}} for categoricals, {name: {}} otherwise, read from the training set."""
+    """{name: {"values": [...]}} for categoricals, {name: {}} otherwise, read from the training set. A text
+    condition's ``max_length`` 0 is settled here, in ``cfg`` (which the run saves): see ``longest_caption``."""
     fields = item_fields(dataset, cfg)
     out = {}
     for name, spec in cfg["conditions"].items():
@@ -59,15 +61,89 @@ def describe(dataset, cfg: dict) -> dict:
             out[name] = {"values": _sorted_values(values)}
         else:
             out[name] = {}
+        if spec["type"] == "text" and not spec["max_length"]:
+            spec["max_length"] = settled_length(spec, fields, name, lambda i: _where(dataset, i))
     return out
 
 
+def settled_length(spec: dict, fields: list[dict[str, str]], name: str, where) -> int:
+    """``max_length`` 0 made the longest caption (``longest_caption``), in bytes rounded up to 8."""
+    longest = longest_caption(spec, fields, name, where)
+    return longest if spec["pretrained"] else -(-longest // 8) * 8
+
+
+def longest_caption(spec: dict, fields: list[dict[str, str]], name: str, where) -> int:
+    """The tokens (bytes) of the longest caption of the training items: their ``field``, or what any template
+    (held-out ones too) writes for their fields with any of their synonyms (held-out ones too). The encoder
+    then spends no position on padding every caption leaves; a longer ``--prompt`` is refused with the
+    length it may take."""
+    count = text.tokenizer({**spec, "max_length": 1}).count
+    if not spec["templates"]:
+        return max(count(_field(f, spec["field"], name, where(i))) for i, f in enumerate(fields))
+    longest = 0
+    for f in {tuple(sorted(f.items())) for f in fields}:
+        f = dict(f)
+        choices = [values.get(f[field], [f[field]]) if field in f else [None]
+                   for field, values in spec["synonyms"].items()]
+        for words in itertools.product(*choices):
+            written = {**f, **{field: w for field, w in zip(spec["synonyms"], words) if w is not None}}
+            longest = max(longest, *(count(fill(t, written, name, "the training set")) for t in spec["templates"]))
+    return longest
+
+
 def captions(spec: dict, fields: list[dict[str, str]], name: str, where) -> list[str]:
-    """The caption of every item: its ``field``, or template i mod K of the trained ones over its fields."""
+    """The caption of every item: its ``field``, or template i mod K of the trained ones over its fields,
+    a field with ``synonyms`` written as the trained synonym item i draws (``synonym_draws``)."""
     if not spec["templates"]:
         return [_field(f, spec["field"], name, where(i)) for i, f in enumerate(fields)]
+    check_synonyms(spec, fields, name)
     trained = [t for t in spec["templates"] if t not in spec["held_out"]]
-    return [fill(trained[i % len(trained)], f, name, where(i)) for i, f in enumerate(fields)]
+    draws = synonym_draws(len(fields))
+    return [fill(trained[i % len(trained)], with_synonyms(spec, f, draws[i]), name, where(i))
+            for i, f in enumerate(fields)]
+
+
+def synonym_draws(n: int) -> np.ndarray:
+    """One fixed random integer per item: item i always writes the same synonym, so the caption table is
+    the same in every epoch and after a resume, and the synonyms spread over the items of each value
+    independently of the template they take (i mod K)."""
+    return np.random.default_rng(0).integers(0, 2**31, n)
+
+
+def synonym_words(spec: dict, field: str, value: str, held_out: bool = False) -> list[str]:
+    """The words a caption may write for ``field`` = ``value``: its trained synonyms (the value itself when
+    it has none), or with ``held_out`` its held-out ones (none: [])."""
+    words = spec["synonyms"].get(field, {}).get(value)
+    held = spec["held_out_synonyms"].get(field, {}).get(value, [])
+    if held_out:
+        return list(held)
+    return [value] if words is None else [w for w in words if w not in held]
+
+
+def with_synonyms(spec: dict, fields: dict[str, str], draw: int, held_out: bool = False) -> dict[str, str]:
+    """``fields`` with each field that has synonyms written as the word ``draw`` picks among its trained
+    ones (with ``held_out``: among its held-out ones, where the value has some)."""
+    out = dict(fields)
+    for field in spec["synonyms"]:
+        if field in fields:
+            words = synonym_words(spec, field, fields[field], True) if held_out else []
+            words = words or synonym_words(spec, field, fields[field])
+            out[field] = words[int(draw) % len(words)]
+    return out
+
+
+def check_synonyms(spec: dict, fields: list[dict[str, str]], name: str) -> None:
+    """Every field and value a synonym table names occurs in the data (else a typo would go unnoticed)."""
+    for key in ("synonyms", "held_out_synonyms"):
+        for field, values in spec[key].items():
+            seen = {f[field] for f in fields if field in f}
+            if not seen:
+                raise UserError(f"conditions.{name}.{key} names field {field!r}, which no item has "
+                                f"(fields: {', '.join(sorted({k for f in fields for k in f}))})")
+            unknown = sorted(set(values) - seen)
+            if unknown:
+                raise UserError(f"conditions.{name}.{key}.{field} names value {unknown[0]!r}, which no item has "
+                                f"(values: {', '.join(_sorted_values(seen))})")
 
 
 def fill(template: str, fields: dict[str, str], name: str, where: str) -> str:

@@ -20,5 +20,8 @@ def describe_conditions(cfg: dict) -> list[str]:
                 takes += f"; templates: {' | '.join(spec['templates'])}"
                 if spec["held_out"]:
                     takes += f" (held out: {' | '.join(spec['held_out'])})"
+            held = [w for values in spec.get("held_out_synonyms", {}).values() for words in values.values() for w in words]
+            if held:
+                takes += f"; held-out synonyms: {', '.join(held[:12])}{', ...' if len(held) > 12 else ''}"
         lines.append(f"condition:  {name} ({spec['type']}, dropped {spec['drop']:.0%} in training): {takes}")
     return lines

@@ -8,11 +8,20 @@
     NAME_trained_templates_KEY_accuracy, NAME_held_out_templates_KEY_accuracy
                              text NAME with templates: the modality's class accuracy (its ``data.cond_key``
                              class) of samples prompted with the trained, then the held-out templates
-                             filled in with the fields of the test split's items
+                             filled in with the fields of the test split's items (a field with
+                             synonyms written as a trained synonym); a modality without a class judge
+                             (points) reports NAME_..._1nna_cd instead: 1-NNA-CD against test items of
+                             the prompted classes
+    NAME_held_out_synonyms_KEY_accuracy
+                             text NAME with held_out_synonyms: the same with the trained templates,
+                             written with held-out synonyms (test items whose value has some); compare
+                             it with NAME_trained_templates_KEY_accuracy
 """
 from __future__ import annotations
 
 import torch
+
+from multidiff.engine.errors import UserError
 
 from . import data, spec, text
 from .request import build
@@ -40,14 +49,24 @@ def score(run, n: int, draw, cache_dir) -> dict[str, float]:
                 metrics[f"{name}_ceiling_accuracy"] = _ceiling(modality, cfg, condition["field"], values, cache_dir)
         elif condition["type"] == "text" and condition["templates"]:
             trained = [t for t in condition["templates"] if t not in condition["held_out"]]
-            for group, templates in (("trained", trained), ("held_out", condition["held_out"])):
+            groups = [("trained_templates", trained, False), ("held_out_templates", condition["held_out"], False)]
+            if condition["held_out_synonyms"]:
+                groups.append(("held_out_synonyms", trained, True))
+            for group, templates, held_out_words in groups:
                 if templates:
-                    prompted, labels = _template_prompts(n, cfg, name, templates, modality)
+                    prompted, labels = _template_prompts(n, cfg, name, templates, modality, held_out_words)
                     scores = modality.evaluate(draw(prompted), labels, cfg, cache_dir)
-                    if "classifier_accuracy" in scores:
-                        key = cfg["data"]["cond_key"]
-                        metrics[f"{name}_{group}_templates_{key}_accuracy"] = scores["classifier_accuracy"]
+                    metrics.update(_obeyed(scores, f"{name}_{group}", cfg["data"]["cond_key"]))
     return {k: float(v) for k, v in metrics.items()}
+
+
+def _obeyed(scores: dict, prefix: str, key: str) -> dict[str, float]:
+    """How well prompted samples show their class: the judge's accuracy, else 1-NNA-CD within the classes."""
+    if "classifier_accuracy" in scores:
+        return {f"{prefix}_{key}_accuracy": scores["classifier_accuracy"]}
+    if "1nna_cd" in scores:
+        return {f"{prefix}_1nna_cd": scores["1nna_cd"]}
+    return {}
 
 
 def _held_out_samples(cond: dict, cfg: dict) -> torch.Tensor:
@@ -64,16 +83,25 @@ def _held_out_samples(cond: dict, cfg: dict) -> torch.Tensor:
     return out
 
 
-def _template_prompts(n: int, cfg: dict, name: str, templates: list[str], modality):
+def _template_prompts(n: int, cfg: dict, name: str, templates: list[str], modality, held_out_words: bool = False):
     """Conditions of ``n`` samples whose text ``name`` is template i mod K filled with the fields of test item
-    i mod N (the other conditions withheld), and those items' class labels."""
+    i N / n (the other conditions withheld), each field with synonyms written as a trained one (with
+    ``held_out_words``: a held-out one, among the test items whose value has some), and those items'
+    class labels."""
+    condition = cfg["conditions"][name]
     test = modality.dataset(cfg, "test")
     fields = data.item_fields(test, cfg)
-    items = [i % len(fields) for i in range(n)]
-    captions = [data.fill(templates[i % len(templates)], fields[j], name, f"test item {j}")
-                for i, j in enumerate(items)]
+    pool = [j for j, f in enumerate(fields) if not held_out_words or any(
+        data.synonym_words(condition, field, f[field], True) for field in condition["synonyms"] if field in f)]
+    if not pool:
+        raise UserError(f"condition {name!r}: no test item has a value with held-out synonyms to prompt")
+    items = [pool[i * len(pool) // n % len(pool)] for i in range(n)]   # spread over the (class-sorted) split
+    draws = data.synonym_draws(n)
+    written = [data.with_synonyms(condition, fields[j], draws[i], held_out_words) for i, j in enumerate(items)]
+    captions = [data.fill(templates[i % len(templates)], f, name, f"test item {j}")
+                for i, (j, f) in enumerate(zip(items, written))]
     cond = build(n, cfg, [f"{other}=" for other in cfg["conditions"] if other != name])
-    cond[name] = text.tokenizer(cfg["conditions"][name])(captions, f"condition {name!r}")
+    cond[name] = text.tokenizer(condition)(captions, f"condition {name!r}")
     cond["dropped"][:, list(cfg["conditions"]).index(name)] = False
     labels = torch.as_tensor([int(test[j]["label"]) for j in items])
     return cond, labels

@@ -11,8 +11,12 @@
     type = "text"          a caption: the item field ``field`` (a CSV column), or ``templates`` over the
                            other fields ("a {speaker} saying {digit}", item i taking template i mod K);
                            ``held_out`` templates are never trained on (for evaluation prompts).
+                           ``synonyms``: words a template writes for a field's value, e.g.
+                           {category = {chair = ["chair", "seat", "armchair"]}} (each item draws one,
+                           fixed per item); ``held_out_synonyms`` (same shape) are never trained on.
                            Encoded by a byte-level transformer trained with the model (``layers``,
-                           ``heads``, ``max_length`` bytes), or by a frozen pretrained encoder loaded with
+                           ``heads``, ``max_length`` bytes; 0: the longest caption of the training set,
+                           rounded up to 8), or by a frozen pretrained encoder loaded with
                            ``transformers`` from the local folder ``pretrained`` (CLIP text or T5).
 
 Every condition has ``drop``, its own training dropout rate (classifier-free guidance), and ``field``,
@@ -29,7 +33,8 @@ COMMON = {"type": "", "field": "", "drop": 0.1}
 TYPES = {
     "categorical": {"held_out": []},
     "vector": {"source": "columns", "columns": [], "suffix": ".npy", "dim": 0},
-    "text": {"templates": [], "held_out": [], "max_length": 64, "layers": 2, "heads": 4, "pretrained": ""},
+    "text": {"templates": [], "held_out": [], "max_length": 0, "layers": 2, "heads": 4, "pretrained": "",
+             "synonyms": {}, "held_out_synonyms": {}},
 }
 VECTOR_SOURCES = ("columns", "sidecar")
 RESERVED = ("dropped",)
@@ -50,6 +55,12 @@ def merge(base: dict, update: dict, origin: str) -> dict:
 def resolve(conditions: dict) -> dict:
     """Every condition with its type's defaults filled in and checked; a UserError names a bad key."""
     return {name: _resolve_one(name, table) for name, table in conditions.items()}
+
+
+def with_defaults(conditions: dict) -> dict:
+    """Resolved conditions (a saved run's) with keys added to their type since filled in as defaults."""
+    return {name: {**COMMON, **copy.deepcopy(TYPES.get(table.get("type"), {})), **table}
+            for name, table in conditions.items()}
 
 
 def _resolve_one(name: str, table: dict) -> dict:
@@ -87,14 +98,45 @@ def _resolve_one(name: str, table: dict) -> dict:
                                          for c in out["held_out"]):
         raise UserError(f"{where}.held_out must be a list of tables of field = \"value\" strings")
     if kind == "text":
-        for key in ("max_length", "layers", "heads"):
+        for key in ("layers", "heads"):
             if out[key] < 1:
                 raise UserError(f"{where}.{key} must be at least 1, got {out[key]}")
+        if out["max_length"] < 0:
+            raise UserError(f"{where}.max_length must be at least 1 (or 0: the longest caption), got {out['max_length']}")
         if set(out["held_out"]) - set(out["templates"]):
             raise UserError(f"{where}.held_out names templates that are not in {where}.templates")
         if out["templates"] and len(out["held_out"]) == len(out["templates"]):
             raise UserError(f"{where}: every template is held out; keep at least one to train on")
+        _check_synonyms(where, out)
     return out
+
+
+def _check_synonyms(where: str, out: dict) -> None:
+    """``synonyms`` a table of field -> value -> non-empty word list; ``held_out_synonyms`` picks words from
+    it and leaves every value at least one to train on. (That each field and value occurs in the data is
+    checked with the data, in conditioning.data.)"""
+    synonyms, held = out["synonyms"], out["held_out_synonyms"]
+    if (synonyms or held) and not out["templates"]:
+        raise UserError(f"{where}.synonyms need templates (the words they write in for a field's value)")
+    for key, table in (("synonyms", synonyms), ("held_out_synonyms", held)):
+        for field, values in table.items():
+            if not isinstance(values, dict) or not all(
+                    isinstance(words, list) and all(isinstance(w, str) for w in words) for words in values.values()):
+                raise UserError(f"{where}.{key}.{field} must be a table of value = [\"word\", ...] lists")
+    for field, values in synonyms.items():
+        for value, words in values.items():
+            if not words:
+                raise UserError(f"{where}.synonyms.{field}.{value} is an empty list; give at least one word")
+    for field, values in held.items():
+        for value, words in values.items():
+            known = synonyms.get(field, {}).get(value, [])
+            missing = [w for w in words if w not in known]
+            if missing:
+                raise UserError(f"{where}.held_out_synonyms.{field}.{value}: {missing[0]!r} is not in "
+                                f"{where}.synonyms.{field}.{value}")
+            if known and set(known) <= set(words):
+                raise UserError(f"{where}.held_out_synonyms.{field}.{value} holds out every synonym; "
+                                f"keep at least one to train on")
 
 
 def held_out_combinations(cfg: dict) -> list[dict[str, str]]:

@@ -35,6 +35,9 @@ class ByteTokenizer:
             out[i, :len(data)] = torch.tensor(list(data), dtype=torch.long)
         return out
 
+    def count(self, text: str) -> int:
+        return len(text.encode("utf-8"))
+
 
 class PretrainedTokenizer:
     """The tokenizer saved with a pretrained text encoder in its folder."""
@@ -52,6 +55,9 @@ class PretrainedTokenizer:
                                 f"{self.max_length} its encoder takes (max_length)")
             out[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
         return out
+
+    def count(self, text: str) -> int:
+        return len(self.tokenizer(text)["input_ids"])
 
 
 def tokenizer(spec: dict):

@@ -183,6 +183,7 @@ def with_defaults(cfg: dict) -> dict:
     for key, value in base.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             filled[key] = {**value, **cfg[key]}
+    filled["conditions"] = conditioning_spec.with_defaults(filled["conditions"])
     return filled
 
 
