@@ -8,7 +8,8 @@ and draws its own random masks (from the global generator, which the trainer see
 for dropout): ``EMPTY_SHARE`` of them empty, so the model still generates from nothing; of the others on a
 grid, ``HALF_SHARE`` keep one side of a random cut across one axis (the top rows of an image, the start of a
 clip: completion and continuation, which boxes alone rarely show) and the rest the inside or the outside
-of a random box; for point clouds, the points beyond a random plane. ``multidiff.sample(..., known=, known_mask=)`` passes the data and the mask in.
+of a random box; for point clouds, the points beyond a random plane. ``multidiff.sample(..., known=,
+known_mask=)`` passes the data and the mask in.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from multidiff.nn.attention import CrossAttention
-from multidiff.nn.embeddings import LabelEmbedding, TimeEmbedding
+from multidiff.nn.embeddings import LabelEmbedding, TimeEmbedding, add_label
 
 
 class Block(nn.Module):
@@ -79,10 +79,8 @@ class PointTransformer(nn.Module):
                 raise ValueError("this network takes named conditions: a dict of tensors, not class labels")
             context = self.conditioner(cond)
             c = c + context.pooled
-        elif self.label is not None:
-            c = c + self.label(cond, x.shape[0], x.device)
-        elif cond is not None and bool((cond >= 0).any()):
-            raise ValueError("this network has no classes (num_classes=0) but was given class labels")
+        else:
+            c = add_label(c, self.label, cond)
         c = F.silu(c)
         h = self.embed(x)
         for block in self.blocks:

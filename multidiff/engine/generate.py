@@ -88,14 +88,13 @@ def draw(run: Run, labels, n: int, *, sampler: str, steps: int, guidance: float 
     shape = tuple(cfg["dataset"]["encoded_shape"])
     options.setdefault("t_min", diffusion.t_min)
     chunk = cfg["sample"]["batch_size"]
-    calls = -(-n // chunk) * (2 * steps - 1 if sampler == "heun" else steps)  # see multidiff.samplers (NFE)
-    if lengths is not None:
-        calls = len(_groups(lengths, chunk)) * (2 * steps - 1 if sampler == "heun" else steps)
+    batches = _groups(lengths, chunk) if lengths is not None else \
+        [(i, min(chunk, n - i), None) for i in range(0, n, chunk)]
+    calls = len(batches) * (2 * steps - 1 if sampler == "heun" else steps)  # see multidiff.samplers (NFE)
     with tqdm(total=calls, disable=not progress, unit="step", desc="sampling", dynamic_ncols=True) as bar:
         model = _Counting(run.model, bar)
         out = []
-        for i, size, length in _groups(lengths, chunk) if lengths is not None else \
-                ((i, min(chunk, n - i), None) for i in range(0, n, chunk)):
+        for i, size, length in batches:
             cond = condition_batch.to(condition_batch.take(labels, slice(i, i + size)), device)
             z = sample(model, (size, *_sized(shape, length, run)), schedule=diffusion.schedule, sampler=sampler,
                        steps=steps, prediction=diffusion.prediction, cond=cond, guidance_scale=guidance,

@@ -56,3 +56,13 @@ class LabelEmbedding(nn.Module):
             raise ValueError(f"class label out of range: expected -1..{self.num_classes - 1}, "
                              f"got {labels.min().item()}..{labels.max().item()}")
         return self.table(torch.where(labels < 0, torch.full_like(labels, self.num_classes), labels))
+
+
+def add_label(emb: torch.Tensor, label: LabelEmbedding | None, cond: torch.Tensor | None) -> torch.Tensor:
+    """``emb`` (B, dim) plus the embedding of the class labels ``cond``; a network built without classes
+    (``label`` None) refuses real labels (>= 0) instead of ignoring them."""
+    if label is not None:
+        return emb + label(cond, emb.shape[0], emb.device)
+    if cond is not None and bool((cond >= 0).any()):
+        raise ValueError("this network has no classes (num_classes=0) but was given class labels")
+    return emb

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .embeddings import LabelEmbedding, TimeEmbedding
+from .embeddings import LabelEmbedding, TimeEmbedding, add_label
 
 
 class _Block(nn.Module):
@@ -48,12 +48,7 @@ class VectorDenoiser(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"expected vectors of shape (B, {self.dim}), got {tuple(x.shape)}")
-        c = self.time(t)
-        if self.label is not None:
-            c = c + self.label(cond, x.shape[0], x.device)
-        elif cond is not None and bool((cond >= 0).any()):
-            raise ValueError("this network has no classes (num_classes=0) but was given class labels")
-        c = F.silu(c)
+        c = F.silu(add_label(self.time(t), self.label, cond))
         h = self.embed(x)
         for block in self.blocks:
             h = block(h, c)
