@@ -17,7 +17,10 @@ from torch.nn import functional as F
 
 from multidiff.nn.autoencoder import GaussianAutoencoder
 
-AUTOENCODER_DEFAULTS = {"latent_channels": 32, "channels": 16, "strides": [2, 4, 8], "dilations": [1, 3, 9]}
+#: ``architecture`` "conv": WaveformAutoencoder below (strides); "spectral": .stft_autoencoder (n_fft, hop, blocks)
+AUTOENCODER_DEFAULTS = {"architecture": "conv", "latent_channels": 32, "channels": 16, "strides": [2, 4, 8],
+                        "dilations": [1, 3, 9], "n_fft": 256, "hop": 64, "blocks": 2}
+ARCHITECTURES = ("conv", "spectral")
 
 
 class ResidualUnit(nn.Module):
@@ -71,14 +74,24 @@ class WaveformAutoencoder(GaussianAutoencoder):
                              f"(the product of model.strides)")
 
 
-def waveform_autoencoder(cfg: dict, shape) -> WaveformAutoencoder:
-    """The autoencoder of an audio ``kind = "autoencoder"`` recipe, over (1, T) waveforms."""
+def waveform_autoencoder(cfg: dict, shape) -> GaussianAutoencoder:
+    """The autoencoder of an audio ``kind = "autoencoder"`` recipe, over (1, T) waveforms: the strided
+    convolutional codec (``architecture = "conv"``) or the STFT one (``"spectral"``)."""
     if len(shape) != 2 or shape[0] != 1:
         raise ValueError(f"the audio autoencoder works on (1, T) waveforms (encoder.representation = \"waveform\"), "
                          f"got encoded examples of shape {tuple(shape)}")
     m = {**AUTOENCODER_DEFAULTS, **cfg.get("model", {})}
-    net = WaveformAutoencoder(1, m["latent_channels"], m["channels"], tuple(m["strides"]), tuple(m["dilations"]))
+    if m["architecture"] == "spectral":
+        from .stft_autoencoder import SpectralAutoencoder
+
+        net = SpectralAutoencoder(1, m["latent_channels"], m["channels"], m["n_fft"], m["hop"],
+                                  tuple(m["dilations"]), m["blocks"])
+        factor = f"model.hop {m['hop']}"
+    elif m["architecture"] == "conv":
+        net = WaveformAutoencoder(1, m["latent_channels"], m["channels"], tuple(m["strides"]), tuple(m["dilations"]))
+        factor = f"the product of model.strides {list(m['strides'])}"
+    else:
+        raise ValueError(f"unknown model.architecture {m['architecture']!r}; choose from {', '.join(ARCHITECTURES)}")
     if shape[1] % net.downsample_factor:
-        raise ValueError(f"data.length {shape[1]} must be a multiple of {net.downsample_factor} (the product of "
-                         f"model.strides {list(m['strides'])})")
+        raise ValueError(f"data.length {shape[1]} must be a multiple of {net.downsample_factor} ({factor})")
     return net
