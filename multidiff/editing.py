@@ -173,7 +173,8 @@ def check_strength(strength) -> float:
 
 
 def check_mask(mask, shape: tuple[int, ...]) -> torch.Tensor:
-    """A 0/1 mask broadcastable to ``shape`` with something known and something unknown in every example."""
+    """A 0/1 mask broadcastable to ``shape`` with something known in some example and something unknown in
+    every one (an example with nothing known is drawn as without a mask: a batch may mix both)."""
     mask = torch.as_tensor(mask)
     try:
         full = torch.broadcast_to(mask, shape)
@@ -185,8 +186,8 @@ def check_mask(mask, shape: tuple[int, ...]) -> torch.Tensor:
         mask = mask != 0
         full = torch.broadcast_to(mask, shape)
     per_example = full.reshape(shape[0], -1)
-    if not bool(per_example.any(1).all()):
-        raise ValueError("the known region is empty in some example: nothing to keep (use plain sampling)")
+    if not bool(per_example.any()):
+        raise ValueError("the known region is empty in every example: nothing to keep (use plain sampling)")
     if bool(per_example.all(1).any()):
         raise ValueError("the known region covers a whole example: nothing to generate")
     return mask

@@ -17,7 +17,7 @@ from modalities.audio.writers import LOG_NAME, PEAK_DBFS, write_wavs
 from multidiff.engine import checkpoint, objectives, trainer
 from multidiff.engine.config import RECIPES_DIR, load_recipe
 from multidiff.engine.errors import UserError
-from multidiff.engine.generate import generate
+from multidiff.engine.generate import draw, generate, load_run
 from multidiff.engine.lengths import class_lengths
 from multidiff.latent import LatentEncoder
 from multidiff.modality import Encoder
@@ -131,10 +131,15 @@ def ae_run(tmp_path_factory):
     return run
 
 
-def test_whole_clips_are_drawn_at_their_class_length_or_at_seconds_and_written_that_long(ae_run, tmp_path):
+@pytest.fixture(scope="module")
+def latent_run(ae_run, tmp_path_factory):
     cfg = load_recipe(RECIPES_DIR / "spoken_digits_latent.toml", "quick",
                       [*TINY_LATENT, f"latent.autoencoder={str(ae_run)!r}"])
-    run = train(cfg, tmp_path / "latent")
+    return cfg, train(cfg, tmp_path_factory.mktemp("latent") / "latent")
+
+
+def test_whole_clips_are_drawn_at_their_class_length_or_at_seconds_and_written_that_long(latent_run, tmp_path):
+    cfg, run = latent_run
     saved = checkpoint.read_metadata(run)[0]["dataset"]
     expected = class_lengths(data.load(cfg, "train"))
     assert saved["class_lengths"] == expected and len(set(expected)) > 1
@@ -146,6 +151,32 @@ def test_whole_clips_are_drawn_at_their_class_length_or_at_seconds_and_written_t
     result = invoke("sample", run, "--n", 2, "--seconds", 0.6, "--out", tmp_path / "long")
     assert result.exit_code == 0, result.output
     assert [sf.info(p).frames for p in sorted((tmp_path / "long").glob("*.wav"))] == [4800, 4800]  # past data.length
+
+
+def test_clips_of_several_lengths_share_a_batch_and_end_in_the_silence_they_were_trained_with(latent_run):
+    """Past its own end each clip's latent frames are the encoding of silence (as after every shorter
+    training clip), all four lengths are drawn in one batch, the result does not depend on the chunking,
+    and the clips are silent past their lengths; padding="cut" draws a batch per length instead."""
+    run = load_run(latent_run[1])
+    lengths = torch.tensor([4096, 1000, 2504, 200])
+    calls, latents = [], []
+    decode = run.encoder.decode
+    run.model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    run.encoder.decode = lambda z: latents.append(z) or decode(z)
+    labels = torch.tensor([0, 1, 2, 3])
+    x = draw(run, labels, 4, sampler="ddim", steps=3, guidance=1.0, seed=5, lengths=lengths)
+    assert calls == [4, 4, 4]                                       # one batch, guidance 1: one call a step
+    silence, _ = run.encoder.encode(torch.zeros(1, 1, 4096), torch.zeros(1, 1, 4096))
+    frames = -(-lengths // 8)
+    for z, end in zip(latents[0], frames.tolist()):
+        torch.testing.assert_close(z[:, end:], silence[0, :, end:], rtol=0, atol=1e-6)
+        assert not torch.allclose(z[:, :end], silence[0, :, :end], atol=1e-3)
+    assert x.shape == (4, 1, 4096) and bool((x[1, :, 1000:] == 0).all()) and bool((x[1, :, 990:1000] != 0).any())
+    run.cfg["sample"]["batch_size"] = 3
+    torch.testing.assert_close(draw(run, labels, 4, sampler="ddim", steps=3, guidance=1.0, seed=5, lengths=lengths), x)
+    calls.clear()
+    draw(run, labels, 4, sampler="ddim", steps=3, guidance=1.0, seed=5, lengths=lengths, padding="cut")
+    assert calls == [1] * 12                                        # four lengths: four batches
 
 
 def test_seconds_on_a_fixed_length_mel_run_is_refused(tmp_path):

@@ -90,4 +90,4 @@ def test_the_recipe_picks_the_architecture_and_names_a_bad_one_or_a_bad_length()
     with pytest.raises(ValueError, match="unknown model.architecture 'mel'"):
         waveform_autoencoder({"model": {"architecture": "mel"}}, (1, 8192))
     with pytest.raises(ValueError, match=r"multiple of 64 \(model.hop 64\)"):
-        waveform_autoencoder(spectral, (1, 8000))
+        waveform_autoencoder(spectral, (1, 8032))

@@ -73,40 +73,68 @@ def load_run(run_or_ckpt: str | Path, device: torch.device | str = "cpu") -> Run
 @torch.no_grad()
 def draw(run: Run, labels, n: int, *, sampler: str, steps: int, guidance: float | dict,
          seed: int, progress: bool = False, points: int | None = None, lengths: torch.Tensor | None = None,
-         **options) -> torch.Tensor:
+         padding: str = "silence", **options) -> torch.Tensor:
     """``n`` decoded samples (data space) from ``run`` with the given class labels (or named conditions), in
     chunks of ``sample.batch_size``; ``progress``: a bar over the network evaluations on stderr; ``points``:
     points per sample of a latent point-cloud run (LatentEncoder.decode), None = as trained; ``options`` go to
-    ``multidiff.sample`` (``sampling_options.options``: placement, eta, s_churn, t_min). ``lengths``
-    (multidiff.engine.lengths): each sample's real length along the last axis; it is drawn at that
-    length (rounded up to what the network takes), cut to it and zero-padded to the longest of them
-    and the data's length, and consecutive samples of one length share a batch."""
+    ``multidiff.sample`` (``sampling_options.options``: placement, eta, s_churn, t_min).
+
+    ``lengths`` (multidiff.engine.lengths): each sample's real length along the last axis; the output is
+    cut to it and zero-padded to the longest of them and the data's length. With ``padding="silence"``
+    every sample is drawn at that common length, and the frames past its own end are kept at the encoding
+    of silence (the ``known`` region of ``multidiff.sample``, noised to each step's level): what the network
+    saw past the end of every shorter clip in training, so a batch mixes lengths and a clip ends as the
+    training clips did. ``padding="cut"`` draws each sample at its own length instead (rounded up to what
+    the network takes; consecutive samples of one length share a batch), a context it never saw in
+    training when the data were padded."""
     from multidiff.sampling import sample
 
+    if padding not in ("silence", "cut"):
+        raise ValueError(f"padding must be 'silence' or 'cut', got {padding!r}")
     cfg, device = run.cfg, next(run.model.parameters()).device
     diffusion = from_config(cfg["diffusion"])
     shape = tuple(cfg["dataset"]["encoded_shape"])
     options.setdefault("t_min", diffusion.t_min)
     chunk = cfg["sample"]["batch_size"]
-    batches = _groups(lengths, chunk) if lengths is not None else \
-        [(i, min(chunk, n - i), None) for i in range(0, n, chunk)]
+    longest = None if lengths is None else max(int(lengths.max()), cfg["dataset"]["shape"][-1])
+    if lengths is None or padding == "silence":
+        batches = [(i, min(chunk, n - i), longest) for i in range(0, n, chunk)]
+    else:
+        batches = _groups(lengths, chunk)
+    silence = None if lengths is None or padding == "cut" else _padding_region(run, lengths, longest, device)
     calls = len(batches) * (2 * steps - 1 if sampler == "heun" else steps)  # see multidiff.samplers (NFE)
     with tqdm(total=calls, disable=not progress, unit="step", desc="sampling", dynamic_ncols=True) as bar:
         model = _Counting(run.model, bar)
         out = []
         for i, size, length in batches:
-            cond = condition_batch.to(condition_batch.take(labels, slice(i, i + size)), device)
+            rows = slice(i, i + size)
+            cond = condition_batch.to(condition_batch.take(labels, rows), device)
+            known = {} if silence is None or not bool(silence[1][rows].any()) else \
+                {"known": silence[0].expand(size, *silence[0].shape[1:]), "known_mask": silence[1][rows]}
             z = sample(model, (size, *_sized(shape, length, run)), schedule=diffusion.schedule, sampler=sampler,
                        steps=steps, prediction=diffusion.prediction, cond=cond, guidance_scale=guidance,
                        generator=torch.Generator().manual_seed(seed), first_index=i,
-                       **options)
+                       **known, **options)
             z = z.float()
             x = run.encoder.decode(z) if points is None else run.encoder.decode(z, points)
             out.append(x.cpu()[..., :length])
     if lengths is None:
         return torch.cat(out)
-    longest = max(int(lengths.max()), cfg["dataset"]["shape"][-1])
-    return torch.cat([torch.nn.functional.pad(x, (0, longest - x.shape[-1])) for x in out])
+    x = torch.cat([torch.nn.functional.pad(x, (0, longest - x.shape[-1])) for x in out])
+    return x * (torch.arange(longest) < lengths[:, None]).to(x.dtype)[:, None] if padding == "silence" else x
+
+
+def _padding_region(run: Run, lengths: torch.Tensor, longest: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the encoding of silence (1, *encoded shape), the mask of each sample's frames past its length
+    (n, 1, frames)) at the common encoded length of ``longest`` samples."""
+    sized = _sized(tuple(run.cfg["dataset"]["encoded_shape"]), longest, run)
+    ratio = run.cfg["dataset"]["shape"][-1] // run.cfg["dataset"]["encoded_shape"][-1]
+    data_shape = (*run.cfg["dataset"]["shape"][:-1], sized[-1] * ratio)
+    z, _ = run.encoder.encode(torch.zeros(1, *data_shape, device=device),
+                              torch.zeros(1, *([1] * (len(data_shape) - 1)), data_shape[-1], device=device))
+    frames = -(-lengths // ratio)                              # a frame is real where any of its samples is
+    past_end = (torch.arange(sized[-1]) >= frames[:, None])[:, None]
+    return z.float(), past_end.to(device)
 
 
 def _groups(lengths: torch.Tensor, chunk: int) -> list[tuple[int, int, int]]:
