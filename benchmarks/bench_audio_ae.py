@@ -1,6 +1,7 @@
 """The waveform autoencoder against mel + Griffin-Lim on the same held-out clips, and latent against mel sampling speed.
 
-    python benchmarks/bench_audio_ae.py --ae runs/spoken_digits_ae-quick [--latent runs/spoken_digits_latent-quick]
+    python benchmarks/bench_audio_ae.py --ae runs/spoken_digits_ae-quick [--latent runs/spoken_digits_latent-quick
+        [--generation-n 300]]
 
 Reconstruction (issue "Audio autoencoder"): the 300 held-out FSDD clips (whole utterances, up to
 8,192 samples, as spoken_digits_ae reads them) through the autoencoder and through the mel recipe's
@@ -64,7 +65,7 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) 
     return 10 * torch.log10((target ** 2).sum(1) / ((e - target) ** 2).sum(1).clamp_min(1e-12))
 
 
-def reconstruction_table(ae_dir: str) -> list[str]:
+def reconstruction_table(ae_dir: str, latent_dir: str | None = None, generation_n: int = 0) -> list[str]:
     ae_run = load_run(ae_dir, "cpu")
     cfg = ae_run.cfg
     train, test = data.load(cfg, "train"), data.load(cfg, "test")
@@ -101,7 +102,30 @@ def reconstruction_table(ae_dir: str) -> list[str]:
     row("multi-resolution STFT distance", [float(multi_resolution_stft(decoded[n][0], test.x, test.masks()).mean())
                                            for n in codecs])
     row("SI-SDR (dB)", [float(si_sdr(decoded[n][0], test.x, test.masks()).mean()) for n in codecs])
-    return rows + real_rows + [f"autoencoder: {ae_dir} at step {ae_run.step}; {len(test)} held-out clips"]
+    rows += real_rows + [f"autoencoder: {ae_dir} at step {ae_run.step}; {len(test)} held-out clips"]
+    if latent_dir and generation_n:
+        rows += generation_rows(latent_dir, generation_n, judges["autoencoder"], test)
+    return rows
+
+
+def generation_rows(latent_dir: str, n: int, judge, test) -> list[str]:
+    """``n`` clips (digits in turn, each at its class's length) from the latent run, judged by the judge
+    that heard the autoencoder: drawn with the padding kept at silence (the default) and cut."""
+    run = load_run(latent_dir, "cpu")
+    s = run.cfg["sample"]
+    labels = torch.arange(n) % 10
+    lengths = sample_lengths(run, labels, n)
+    test_emb = _embed(judge, test.x)
+    rows = [f"generation by {latent_dir} (step {run.step}): {n} clips, {s['sampler']} {s['steps']} steps, "
+            f"guidance {s['guidance']}, judge that heard the autoencoder"]
+    for padding in ("silence", "cut"):
+        start = time.perf_counter()
+        x = draw(run, labels, n, sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"], seed=0,
+                 lengths=lengths, padding=padding)
+        took = time.perf_counter() - start
+        rows.append(f"  padding {padding:8s} accuracy {accuracy(predict(judge, x), labels):.4f}  "
+                    f"Frechet {frechet_distance(_embed(judge, x), test_emb):.4f}  ({took:.0f} s)")
+    return rows
 
 
 def mel_run() -> Run:
@@ -142,8 +166,10 @@ def main():
     parser.add_argument("--ae", required=True, help="an autoencoder run (e.g. runs/spoken_digits_ae-quick)")
     parser.add_argument("--latent", help="a latent run for the speed comparison (e.g. runs/spoken_digits_latent-quick)")
     parser.add_argument("--speed-n", type=int, default=20, help="clips drawn per path for the speed figures")
+    parser.add_argument("--generation-n", type=int, default=0,
+                        help="clips drawn by --latent and judged, with the padding kept at silence and cut")
     args = parser.parse_args()
-    for line in reconstruction_table(args.ae):
+    for line in reconstruction_table(args.ae, args.latent, args.generation_n):
         print(line, flush=True)
     if args.latent:
         for line in speed_table(args.latent, args.speed_n):
