@@ -28,8 +28,8 @@ train = functools.partial(trainer.train, device="cpu")
 RATE = 8000
 SYNTHETIC = ["data.source='synthetic'", "data.path=''", "data.num_train=24", "data.num_test=8", "data.length=4096",
              "data.trim_db=0.0", "data.target_db=-20.0", "eval.n=8", "eval.classifier_steps=5"]
-TINY_AE = [*SYNTHETIC, "model.channels=4", "model.latent_channels=4", "model.strides=[2, 4]", "model.dilations=[1]",
-           "train.batch_size=4", "train.log_every=1", "train.warmup_steps=0", "train.lr_schedule=constant", "sample.n=2"]
+TINY_AE = [*SYNTHETIC, "model.channels=8", "model.latent_channels=4", "model.n_fft=32", "model.hop=8", "model.blocks=1",
+           "model.dilations=[1]", "train.batch_size=4", "train.log_every=1", "train.warmup_steps=0", "train.lr_schedule=constant", "sample.n=2"]
 TINY_LATENT = [*SYNTHETIC, "latent.recipe=''", "latent.cache=false", "model.channels=8", "train.steps=2",
                "train.batch_size=4", "train.warmup_steps=0", "sample.steps=2", "sample.n=4"]
 
