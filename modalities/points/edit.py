@@ -32,7 +32,21 @@ def read_cloud(path: Path, cfg: dict) -> torch.Tensor:
 
 def read_partial(path: Path, cfg: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """A partial cloud of M < N points as (cloud (N, 3) with the M points first, mask (N, 1): 1 for them)."""
-    path, n = Path(path), int(cfg["data"]["n_points"])
+    n = int(cfg["data"]["n_points"])
+    points = read_points(path, cfg)
+    if not 0 < len(points) < n:
+        raise ValueError(f"{path}: has {len(points)} points; completion needs between 1 and {n - 1} (the model "
+                         f"generates {n})")
+    cloud = torch.zeros(n, 3)
+    cloud[: len(points)] = points
+    mask = torch.zeros(n, 1)
+    mask[: len(points)] = 1
+    return cloud, mask
+
+
+def read_points(path: Path, cfg: dict) -> torch.Tensor:
+    """All the points (M, 3) of a .npy, .ply or other file trimesh reads, in the model's data space."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"point-cloud file not found: {path}")
     if path.suffix.lower() == ".npy":
@@ -44,14 +58,7 @@ def read_partial(path: Path, cfg: dict) -> tuple[torch.Tensor, torch.Tensor]:
             raise ValueError(f"{path}: not a readable point cloud ({e})") from None
     if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
         raise ValueError(f"{path}: expected finite points of shape (M, 3), got {points.shape}")
-    if not 0 < len(points) < n:
-        raise ValueError(f"{path}: has {len(points)} points; completion needs between 1 and {n - 1} (the model "
-                         f"generates {n})")
-    cloud = torch.zeros(n, 3)
-    cloud[: len(points)] = _normalised(points.astype(np.float32), cfg)
-    mask = torch.zeros(n, 1)
-    mask[: len(points)] = 1
-    return cloud, mask
+    return _normalised(points.astype(np.float32), cfg)
 
 
 def points_mask(spec: str, cloud: torch.Tensor) -> torch.Tensor:
