@@ -107,8 +107,11 @@ def test_completion_keeps_the_partial_has_n_points_and_a_seed_fixes_it(run):
     assert out.shape == (6, 100, 3)
     for p, o in zip(partials, out):
         assert torch.equal(o[: len(p)], p)
-    again = complete_fast(run, partials[2:4], 100, seed=3, first_index=2)   # another batch, the same draws
-    torch.testing.assert_close(again, out[2:4], rtol=0, atol=1e-5)           # (up to the float sums of a batch)
+    # Another batch, the same draws, up to the rounding of a batch's float sums, which strong guidance amplifies.
+    again = complete_fast(run, partials[2:4], 100, seed=3, first_index=2)
+    torch.testing.assert_close(again, out[2:4], rtol=0, atol=1e-2)
+    mild = functools.partial(complete_fast, run, n_points=100, seed=3, fit_scale=1.0)
+    torch.testing.assert_close(mild(partials[2:4], first_index=2), mild(partials)[2:4], rtol=0, atol=1e-5)
     assert torch.equal(complete_fast(run, partials, 100, seed=3), out)
     assert not torch.equal(complete_fast(run, partials, 100, seed=4), out)
 
@@ -154,7 +157,7 @@ def test_the_edit_command_completes_with_a_latent_run(latent_run_dir, tmp_path):
     np.save(tmp_path / "part.npy", partial.numpy())
     runner = CliRunner()
     ok = runner.invoke(main, ["edit", str(latent_run_dir), "--complete", str(tmp_path / "part.npy"), "--points", "50",
-                              "--n", "2", "--out", str(tmp_path / "out")])
+                              "--n", "2", "--best-of", "2", "--out", str(tmp_path / "out")])
     assert ok.exit_code == 0, ok.output
     clouds = [np.load(p) for p in sorted((tmp_path / "out").glob("*.npy"))]
     assert len(clouds) == 2 and all(c.shape == (50, 3) and np.allclose(c[:10], partial.numpy()) for c in clouds)
@@ -170,7 +173,9 @@ def test_the_edit_command_completes_with_a_latent_run(latent_run_dir, tmp_path):
     bad = {("--complete", str(tmp_path / "part.npy"), "--resample", "2"): "--resample do not apply",
            ("--complete", str(tmp_path / "part.npy"), "--points", "10"): "needs between 1 and 9 points",
            ("--input", str(tmp_path / "whole.npy"), "--mask", "keep=plane:z>0", "--strength", "0.5"):
-               "--strength and --resample do not apply"}
+               "--strength and --resample do not apply",
+           ("--input", str(tmp_path / "whole.npy"), "--strength", "0.5", "--points", "40"):
+               "--points and --best-of apply to completions"}
     for args, message in bad.items():
         result = runner.invoke(main, ["edit", str(latent_run_dir), *args, "--out", str(tmp_path / "bad")])
         assert result.exit_code == 1 and message in result.output and result.output.count("\n") == 1, result.output

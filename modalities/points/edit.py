@@ -4,7 +4,7 @@ For point clouds the mask is over points: a kept point's three coordinates are f
 generated. Specs name the points to KEEP: ``keep=plane:z>0`` (axis x, y or z; > or <; a value in the
 data's units) and ``keep=view:az,el`` (the points seen from azimuth az and elevation el, in degrees,
 z up, found by hidden-point removal: Katz, Tal and Basri 2007). ``--complete FILE`` keeps all points of
-a partial cloud and generates the rest of the model's point count.
+a partial cloud and generates the rest of the model's point count (a latent point run: see completion.py).
 """
 from __future__ import annotations
 

@@ -73,11 +73,13 @@ def _sample(*args, **kwargs):
 def edit_files(run_or_ckpt, out_dir, *, inputs=None, mask: str | None = None, strength: float | None = None,
                resample: int = 1, continue_from=None, seconds: float | None = None, partial=None, n: int = 1,
                cond: str | None = None, sampler: str | None = None, steps: int | None = None, seed: int = 0,
-               device: str | None = None, known_guidance: float = 1.0, points: int | None = None) -> list[Path]:
+               device: str | None = None, known_guidance: float = 1.0, points: int | None = None,
+               best_of: int = 1) -> list[Path]:
     """``multidiff edit``: read the inputs (a file or a folder; a clip to continue; a partial cloud), edit
     each ``n`` times, write the results and a preview to ``out_dir``; returns the written paths.
     A latent point run completes a partial cloud (or the points a mask keeps) through its shape code
-    (``modalities.points.completion``) to ``points`` points (default: the model's count)."""
+    (``modalities.points.completion``) to ``points`` points (default: the model's count), keeping the best
+    fit of ``best_of`` draws."""
     from multidiff.editing import check_strength
     from multidiff.engine.config import validate_sampler
     from multidiff.engine.generate import class_labels, default_device, load_run
@@ -92,10 +94,10 @@ def edit_files(run_or_ckpt, out_dir, *, inputs=None, mask: str | None = None, st
     if name == "points" and is_latent(cfg) and (partial is not None or mask is not None):
         return _complete_files(run, out_dir, inputs=inputs, mask=mask, strength=strength, resample=resample,
                                partial=partial, n=n, cond=cond, sampler=sampler, steps=steps, seed=seed,
-                               points=points)
-    if points is not None:
-        raise UserError("--points sets the size of completions by a latent point-cloud run (with --complete or "
-                        "--mask); this edit keeps the model's size")
+                               points=points, best_of=best_of)
+    if points is not None or best_of != 1:
+        raise UserError("--points and --best-of apply to completions by a latent point-cloud run (with --complete "
+                        "or --mask)")
     head = None
     if continue_from is not None:
         if name != "audio" or seconds is None:
@@ -140,7 +142,7 @@ def _written(run: Run, out: torch.Tensor, labels, out_dir: Path) -> list[Path]:
 
 
 def _complete_files(run: Run, out_dir, *, inputs, mask, strength, resample, partial, n, cond, sampler, steps, seed,
-                    points) -> list[Path]:
+                    points, best_of) -> list[Path]:
     """Completion by a latent point run: the partial cloud, or each input's points its mask keeps."""
     from modalities.points.completion import complete
     from modalities.points.edit import read_points
@@ -162,7 +164,7 @@ def _complete_files(run: Run, out_dir, *, inputs, mask, strength, resample, part
     chosen = sampler or cfg["sample"]["sampler"]
     validate_sampler(chosen)
     out = complete(run, partials, total, sampler=chosen, steps=steps or cfg["sample"]["steps"], seed=seed,
-                   labels=labels)
+                   labels=labels, best_of=best_of)
     return _written(run, out, labels, Path(out_dir))
 
 
