@@ -126,6 +126,10 @@ def sample(run, n, steps, sampler, guidance, cond, prompt, seed, out_dir, points
 @click.option("--seconds", type=float, help="Audio: how many seconds --continue adds.")
 @click.option("--complete", "partial", type=click.Path(path_type=Path),
               help="Points: a partial cloud (.ply/.npy) to complete to the model's point count.")
+@click.option("--points", type=click.IntRange(min=2), help="Completion by a latent point-cloud run: points in each "
+              "completed cloud, the partial's included [default: as many as it was trained on].")
+@click.option("--best-of", type=click.IntRange(min=1), default=1, show_default=True, help="Completion by a latent "
+              "point-cloud run: shape codes drawn per cloud, the one that fits the partial best kept.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Edits per input.")
 @click.option("--steps", type=click.IntRange(min=1), help="Sampler steps [default: the recipe's].")
 @click.option("--sampler", help="Sampler name [default: the recipe's].")
@@ -133,14 +137,15 @@ def sample(run, n, steps, sampler, guidance, cond, prompt, seed, out_dir, points
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the edited files and preview.png.")
-def edit(run, inputs, mask, strength, resample, known_guidance, continue_from, seconds, partial, n, steps, sampler,
-         cond, seed, out_dir):
+def edit(run, inputs, mask, strength, resample, known_guidance, continue_from, seconds, partial, points, best_of, n,
+         steps, sampler, cond, seed, out_dir):
     """Edit files with RUN: inpaint (--mask), vary (--strength), continue audio, complete point clouds."""
     from multidiff.engine.edit import edit_files
 
     paths = edit_files(run, out_dir, inputs=inputs, mask=mask, strength=strength, resample=resample,
                        known_guidance=known_guidance, continue_from=continue_from, seconds=seconds, partial=partial, n=n,
-                       cond=cond, sampler=sampler, steps=steps, seed=seed)
+                       cond=cond, sampler=sampler, steps=steps, seed=seed, points=points,
+                       best_of=best_of)
     click.echo(f"wrote {len(paths)} files to {out_dir}")
 
 

@@ -18,6 +18,13 @@ Every request goes through ``multidiff.sample`` and works with every sampler and
                          as InstructPix2Pix guides on its input image (the network learned both: a share of
                          its training masks is empty). w = 1 is the plain network; w > 1 holds the
                          generated part closer to the kept one, for a second network call per evaluation.
+    fit, fit_scale = w   Reconstruction guidance (Ho et al. 2022, "Video diffusion models"; DPS, Chung et al.
+                         2023) for what a mask cannot say, e.g. a partial point cloud against a shape code:
+                         ``fit(x0_hat) -> (B,)`` is a data-consistency loss of a predicted clean sample, and
+                         every prediction becomes D - w grad_{x_t} fit(D(x_t)), the gradient taken through
+                         the network (one backward pass per evaluation). Being a change of D, it serves
+                         every sampler as the known region does (below). fit may normalise its loss itself
+                         (DPS divides the gradient by the residual's norm: return sqrt(loss) for that).
 
 Why the known region needs no change to any sampler. The denoiser is wrapped so that its data
 prediction D equals the known data inside the mask. Every sampler's update is a per-coordinate linear
@@ -50,7 +57,7 @@ import torch
 
 from . import samplers
 
-EDIT_OPTIONS = ("init", "strength", "known", "known_mask", "resample", "known_guidance")
+EDIT_OPTIONS = ("init", "strength", "known", "known_mask", "resample", "known_guidance", "fit", "fit_scale")
 
 
 @dataclass
@@ -62,6 +69,8 @@ class Edit:
     mask: torch.Tensor | None = None          # bool, broadcastable to the sample shape
     resample: int = 1
     known_guidance: float = 1.0
+    fit: Callable[[torch.Tensor], torch.Tensor] | None = None
+    fit_scale: float = 1.0
 
     def times(self, place: Callable[[float], torch.Tensor], schedule) -> torch.Tensor:
         """The placement's times below t_s = strength (``place(t_max)`` gives the checked times)."""
@@ -102,7 +111,10 @@ class Edit:
         return known_guided
 
     def denoiser(self, denoise):
-        """D with the known data inside the mask (see the module docstring for why that is enough)."""
+        """D nudged towards ``fit``, then with the known data inside the mask (see the module docstring
+        for why that is enough)."""
+        if self.fit is not None:
+            denoise = _fitted(denoise, self.fit, self.fit_scale)
         if self.known is None:
             return denoise
         known, mask = self.known, self.mask
@@ -163,6 +175,17 @@ def request(shape: tuple[int, ...], options: dict) -> Edit:
     if known_guidance != 1.0 and known is None:
         raise ValueError("known_guidance guides on the known data: pass known= and known_mask=")
     edit.known_guidance = float(known_guidance)
+    fit, fit_scale = options.pop("fit", None), options.pop("fit_scale", None)
+    if fit is not None and not callable(fit):
+        raise ValueError(f"fit must be a function of the predicted clean samples returning one loss per sample, "
+                         f"got {type(fit).__name__}")
+    if fit_scale is not None:
+        if fit is None:
+            raise ValueError("fit_scale scales the gradient of a fit= loss: pass fit= too")
+        if isinstance(fit_scale, bool) or not isinstance(fit_scale, (int, float)) or not 0.0 <= fit_scale < math.inf:
+            raise ValueError(f"fit_scale must be a finite number >= 0, got {fit_scale!r}")
+        edit.fit_scale = float(fit_scale)
+    edit.fit = fit
     return edit
 
 
@@ -191,6 +214,23 @@ def check_mask(mask, shape: tuple[int, ...]) -> torch.Tensor:
     if bool(per_example.all(1).any()):
         raise ValueError("the known region covers a whole example: nothing to generate")
     return mask
+
+
+def _fitted(denoise, fit, scale: float):
+    """D(x_t) - scale * grad_{x_t} sum_b fit(D(x_t))_b: each sample's gradient is its own, since the
+    network treats the samples of a batch apart."""
+    def fitting(x, t):
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            d = denoise(x_in, t)
+            loss = fit(d)
+            if not isinstance(loss, torch.Tensor) or loss.shape != x.shape[:1]:
+                got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+                raise ValueError(f"fit must return one loss per sample, shape ({x.shape[0]},), got {got}")
+            grad, = torch.autograd.grad(loss.sum(), x_in)
+        return (d - scale * grad).detach()
+
+    return fitting
 
 
 def _data(name: str, value, shape: tuple[int, ...]) -> torch.Tensor:

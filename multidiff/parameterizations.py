@@ -83,6 +83,8 @@ class EpsPrediction(Prediction):
 
     def to_x0(self, x_t, out, alpha, sigma):
         d = out * sigma
+        if torch.is_grad_enabled():        # autograd takes no out= (reconstruction guidance differentiates D)
+            return (x_t - d).div_(alpha)
         return torch.sub(x_t, d, out=d).div_(alpha)
 
     def target(self, x0, noise, alpha, sigma):
@@ -230,7 +232,7 @@ class Denoiser:
         out = out.to(work)
         # NaN or Inf anywhere makes the sum non-finite; only then is the full check (about 20 times
         # dearer) needed, to tell it from a finite output whose sum overflowed.
-        if not math.isfinite(out.sum()) and not torch.isfinite(out).all():
+        if not math.isfinite(out.detach().sum()) and not torch.isfinite(out).all():
             raise ValueError(f"the model returned NaN or Inf at t = {t.flatten()[0].item():.6g}")
         return self.prediction.to_x0(x_t.to(work), out, *coefficients)
 

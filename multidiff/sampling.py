@@ -50,11 +50,13 @@ def sample(model, shape, *, schedule, sampler: str = "dpmpp_2m", steps: int = 20
     (index of this batch's first sample within a larger set drawn in chunks with generators of one seed:
     chunked draws then equal one batch), and the sampler's own
     keywords (eta, s_churn, s_tmin, s_tmax, s_noise, order, variant). Editing (``multidiff.editing``):
-    ``init`` and ``strength`` (SDEdit), ``known``, ``known_mask`` and ``resample`` (inpainting).
+    ``init`` and ``strength`` (SDEdit), ``known``, ``known_mask`` and ``resample`` (inpainting), ``fit`` and
+    ``fit_scale`` (reconstruction guidance by a loss of the predicted clean sample).
     cond: class labels (B,), or a dict of named conditions (multidiff.conditioning); guidance_scale: a
     number, or {name: scale} for compositional guidance over named conditions (multidiff.guidance).
     Network calls: ``steps`` for every sampler, 2 * steps - 1 for heun (with guidance each call runs the
-    conditional and unconditional branches as one doubled batch), (resample - 1) more per step.
+    conditional and unconditional branches as one doubled batch), (resample - 1) more per step; with
+    ``fit`` each call adds one backward pass.
     """
     schedule = schedules.get(schedule)
     run = samplers.get(sampler)

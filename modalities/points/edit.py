@@ -4,7 +4,7 @@ For point clouds the mask is over points: a kept point's three coordinates are f
 generated. Specs name the points to KEEP: ``keep=plane:z>0`` (axis x, y or z; > or <; a value in the
 data's units) and ``keep=view:az,el`` (the points seen from azimuth az and elevation el, in degrees,
 z up, found by hidden-point removal: Katz, Tal and Basri 2007). ``--complete FILE`` keeps all points of
-a partial cloud and generates the rest of the model's point count.
+a partial cloud and generates the rest of the model's point count (a latent point run: see completion.py).
 """
 from __future__ import annotations
 
@@ -32,7 +32,21 @@ def read_cloud(path: Path, cfg: dict) -> torch.Tensor:
 
 def read_partial(path: Path, cfg: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """A partial cloud of M < N points as (cloud (N, 3) with the M points first, mask (N, 1): 1 for them)."""
-    path, n = Path(path), int(cfg["data"]["n_points"])
+    n = int(cfg["data"]["n_points"])
+    points = read_points(path, cfg)
+    if not 0 < len(points) < n:
+        raise ValueError(f"{path}: has {len(points)} points; completion needs between 1 and {n - 1} (the model "
+                         f"generates {n})")
+    cloud = torch.zeros(n, 3)
+    cloud[: len(points)] = points
+    mask = torch.zeros(n, 1)
+    mask[: len(points)] = 1
+    return cloud, mask
+
+
+def read_points(path: Path, cfg: dict) -> torch.Tensor:
+    """All the points (M, 3) of a .npy, .ply or other file trimesh reads, in the model's data space."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"point-cloud file not found: {path}")
     if path.suffix.lower() == ".npy":
@@ -44,14 +58,7 @@ def read_partial(path: Path, cfg: dict) -> tuple[torch.Tensor, torch.Tensor]:
             raise ValueError(f"{path}: not a readable point cloud ({e})") from None
     if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
         raise ValueError(f"{path}: expected finite points of shape (M, 3), got {points.shape}")
-    if not 0 < len(points) < n:
-        raise ValueError(f"{path}: has {len(points)} points; completion needs between 1 and {n - 1} (the model "
-                         f"generates {n})")
-    cloud = torch.zeros(n, 3)
-    cloud[: len(points)] = _normalised(points.astype(np.float32), cfg)
-    mask = torch.zeros(n, 1)
-    mask[: len(points)] = 1
-    return cloud, mask
+    return _normalised(points.astype(np.float32), cfg)
 
 
 def points_mask(spec: str, cloud: torch.Tensor) -> torch.Tensor:

@@ -73,12 +73,17 @@ def _sample(*args, **kwargs):
 def edit_files(run_or_ckpt, out_dir, *, inputs=None, mask: str | None = None, strength: float | None = None,
                resample: int = 1, continue_from=None, seconds: float | None = None, partial=None, n: int = 1,
                cond: str | None = None, sampler: str | None = None, steps: int | None = None, seed: int = 0,
-               device: str | None = None, known_guidance: float = 1.0) -> list[Path]:
+               device: str | None = None, known_guidance: float = 1.0, points: int | None = None,
+               best_of: int = 1) -> list[Path]:
     """``multidiff edit``: read the inputs (a file or a folder; a clip to continue; a partial cloud), edit
-    each ``n`` times, write the results and a preview to ``out_dir``; returns the written paths."""
+    each ``n`` times, write the results and a preview to ``out_dir``; returns the written paths.
+    A latent point run completes a partial cloud (or the points a mask keeps) through its shape code
+    (``modalities.points.completion``) to ``points`` points (default: the model's count), keeping the best
+    fit of ``best_of`` draws."""
     from multidiff.editing import check_strength
     from multidiff.engine.config import validate_sampler
     from multidiff.engine.generate import class_labels, default_device, load_run
+    from multidiff.latent import is_latent
 
     if sum(v is not None for v in (inputs, continue_from, partial)) != 1:
         raise UserError("give exactly one of --input, --continue (audio) and --complete (points)")
@@ -86,6 +91,13 @@ def edit_files(run_or_ckpt, out_dir, *, inputs=None, mask: str | None = None, st
         check_strength(strength)
     run = load_run(run_or_ckpt, device or default_device())
     name, cfg = run.modality.name, run.cfg
+    if name == "points" and is_latent(cfg) and (partial is not None or mask is not None):
+        return _complete_files(run, out_dir, inputs=inputs, mask=mask, strength=strength, resample=resample,
+                               partial=partial, n=n, cond=cond, sampler=sampler, steps=steps, seed=seed,
+                               points=points, best_of=best_of)
+    if points is not None or best_of != 1:
+        raise UserError("--points and --best-of apply to completions by a latent point-cloud run (with --complete "
+                        "or --mask)")
     head = None
     if continue_from is not None:
         if name != "audio" or seconds is None:
@@ -116,13 +128,44 @@ def edit_files(run_or_ckpt, out_dir, *, inputs=None, mask: str | None = None, st
                known_guidance=known_guidance)
     if head is not None:
         out = torch.cat([head.repeat_interleave(n, 0), out], dim=-1)
-    out_dir = Path(out_dir)
-    labels = display_labels(labels, cfg)
-    paths = list(run.modality.write(out, labels, out_dir, cfg))
-    shown = min(len(out), cfg["sample"]["n"])
+    return _written(run, out, labels, Path(out_dir))
+
+
+def _written(run: Run, out: torch.Tensor, labels, out_dir: Path) -> list[Path]:
+    """Write the edits and a preview of the first ``sample.n`` of them; returns the paths."""
+    labels = display_labels(labels, run.cfg)
+    paths = list(run.modality.write(out, labels, out_dir, run.cfg))
+    shown = min(len(out), run.cfg["sample"]["n"])
     paths.append(run.modality.preview(out[:shown], None if labels is None else labels[:shown],
-                                      out_dir / "preview.png", cfg))
+                                      out_dir / "preview.png", run.cfg))
     return paths
+
+
+def _complete_files(run: Run, out_dir, *, inputs, mask, strength, resample, partial, n, cond, sampler, steps, seed,
+                    points, best_of) -> list[Path]:
+    """Completion by a latent point run: the partial cloud, or each input's points its mask keeps."""
+    from modalities.points.completion import complete
+    from modalities.points.edit import read_points
+    from multidiff.engine.config import validate_sampler
+    from multidiff.engine.generate import class_labels
+
+    if strength is not None or resample != 1:
+        raise UserError("a latent point run completes a cloud through guidance on its whole shape code: --strength "
+                        "and --resample do not apply (vary whole clouds with --input and --strength alone)")
+    cfg = run.cfg
+    total = points or int(cfg["data"]["n_points"])
+    if partial is not None:
+        partials = [read_points(Path(partial), cfg)]
+    else:
+        clouds, keeps = _read_inputs(run, Path(inputs), mask)
+        partials = [c[k[:, 0] > 0] for c, k in zip(clouds, keeps)]
+    partials = [p for p in partials for _ in range(n)]
+    labels = class_labels(len(partials), cfg, cond) if cond is not None else edit_labels(len(partials), cfg, None)
+    chosen = sampler or cfg["sample"]["sampler"]
+    validate_sampler(chosen)
+    out = complete(run, partials, total, sampler=chosen, steps=steps or cfg["sample"]["steps"], seed=seed,
+                   labels=labels, best_of=best_of)
+    return _written(run, out, labels, Path(out_dir))
 
 
 def _read_inputs(run: Run, inputs: Path, mask: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
