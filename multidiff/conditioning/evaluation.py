@@ -100,11 +100,17 @@ def _template_prompts(n: int, cfg: dict, name: str, templates: list[str], modali
     written = [data.with_synonyms(condition, fields[j], draws[i], held_out_words) for i, j in enumerate(items)]
     captions = [data.fill(templates[i % len(templates)], f, name, f"test item {j}")
                 for i, (j, f) in enumerate(zip(items, written))]
-    cond = build(n, cfg, [f"{other}=" for other in cfg["conditions"] if other != name])
-    cond[name] = text.tokenizer(condition)(captions, f"condition {name!r}")
-    cond["dropped"][:, list(cfg["conditions"]).index(name)] = False
     labels = torch.as_tensor([int(test[j]["label"]) for j in items])
-    return cond, labels
+    return captioned(cfg, name, captions), labels
+
+
+def captioned(cfg: dict, name: str, captions: list[str]) -> dict[str, torch.Tensor]:
+    """Conditions of ``len(captions)`` samples, sample i asked for the text ``name`` = captions[i] (the run's
+    other conditions withheld)."""
+    cond = build(len(captions), cfg, [f"{other}=" for other in cfg["conditions"] if other != name])
+    cond[name] = text.tokenizer(cfg["conditions"][name])(captions, f"condition {name!r}")
+    cond["dropped"][:, list(cfg["conditions"]).index(name)] = False
+    return cond
 
 
 def _ceiling(modality, cfg: dict, field: str, values: list[str], cache_dir) -> float:
