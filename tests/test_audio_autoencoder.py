@@ -220,3 +220,26 @@ def test_a_sample_with_no_class_takes_the_median_of_the_class_lengths():
                           cfg={"dataset": {"class_lengths": [100, 300, 200]}})
     got = sample_lengths(run, torch.tensor([-1, 0, 1, 2]), 4)
     assert got.tolist() == [200, 100, 300, 200]         # not the last class's length for -1
+
+
+def test_evaluating_named_conditions_draws_each_clip_at_its_class_length(monkeypatch):
+    """eval of a digit + speaker run drew every clip at the full length (no end, out of the training
+    distribution): the class comes from the categorical condition on the class field; withheld: the median."""
+    from types import SimpleNamespace
+
+    from multidiff.conditioning import evaluation
+    from multidiff.engine import generate as generate_module
+
+    cfg = {"kind": "diffusion", "data": {"cond_key": "digit"},
+           "conditions": {"speaker": {"type": "categorical"}, "digit": {"type": "categorical"}},
+           "dataset": {"class_names": ["0", "1", "2"], "class_lengths": [100, 300, 200],
+                       "conditions": {"digit": {"values": ["0", "1", "2"]}, "speaker": {"values": ["a", "b"]}}}}
+    run = SimpleNamespace(cfg=cfg, encoder=SimpleNamespace(variable_length=True))
+    cond = {"speaker": torch.tensor([0, 1, 0, 1]), "digit": torch.tensor([2, 0, 1, 0]),
+            "dropped": torch.tensor([[False, False], [False, False], [False, False], [False, True]])}
+    drawn = {}
+    monkeypatch.setattr(evaluation, "score", lambda run, n, draw, cache: draw(cond))
+    monkeypatch.setattr(generate_module, "draw", lambda run, c, n, **kw: drawn.update(kw))
+    monkeypatch.setattr(generate_module, "_evaluation_cache", lambda run: None)
+    generate_module.score(run, 4, sampler="ddim", steps=2, guidance=1.0, seed=0)
+    assert drawn["lengths"].tolist() == [200, 100, 300, 200]   # digit 2, 0, 1, withheld -> median

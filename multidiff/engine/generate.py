@@ -303,7 +303,9 @@ def score(run: Run, n: int, *, sampler: str, steps: int, guidance: float, seed: 
         from multidiff.conditioning import evaluation
 
         return evaluation.score(run, n, lambda cond: draw(run, cond, n, sampler=sampler, steps=steps, guidance=guidance,
-                                                          seed=seed, progress=progress, **options),
+                                                          seed=seed, progress=progress,
+                                                          lengths=sample_lengths(run, display_labels(cond, run.cfg), n),
+                                                          **options),
                                 _evaluation_cache(run))
     labels = class_labels(n, run.cfg)
     x = draw(run, labels, n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, progress=progress,
