@@ -220,6 +220,7 @@ def test_a_sample_with_no_class_takes_the_median_of_the_class_lengths():
                           cfg={"dataset": {"class_lengths": [100, 300, 200]}})
     got = sample_lengths(run, torch.tensor([-1, 0, 1, 2]), 4)
     assert got.tolist() == [200, 100, 300, 200]         # not the last class's length for -1
+    assert sample_lengths(run, None, 2).tolist() == [200, 200]   # nor the first class's for a caption alone
 
 
 def test_evaluating_named_conditions_draws_each_clip_at_its_class_length(monkeypatch):

@@ -47,7 +47,9 @@ def sample_lengths(run, labels: torch.Tensor | None, n: int, length: int | None 
     per_class = run.cfg["dataset"].get("class_lengths")
     if not per_class:
         return None
-    if labels is None or len(per_class) == 1:
+    if len(per_class) == 1:
         return torch.full((n,), per_class[0])
+    if labels is None:                                     # no class known (e.g. a caption): the classes' median
+        return torch.full((n,), int(torch.tensor(per_class).median()))
     labels = labels.cpu()                                  # -1 (no class asked for): the classes' median
     return torch.where(labels < 0, int(torch.tensor(per_class).median()), torch.tensor(per_class)[labels.clamp_min(0)])
