@@ -81,8 +81,7 @@ def edit_files(run_or_ckpt, out_dir, *, inputs=None, mask: str | None = None, st
     (``modalities.points.completion``) to ``points`` points (default: the model's count), keeping the best
     fit of ``best_of`` draws."""
     from multidiff.editing import check_strength
-    from multidiff.engine.config import validate_sampler
-    from multidiff.engine.generate import class_labels, default_device, load_run
+    from multidiff.engine.generate import default_device, load_run
     from multidiff.latent import is_latent
 
     if sum(v is not None for v in (inputs, continue_from, partial)) != 1:
@@ -120,9 +119,7 @@ def edit_files(run_or_ckpt, out_dir, *, inputs=None, mask: str | None = None, st
         raise UserError("--known-guidance needs a mask (what to keep) and a mask-conditioned model "
                         "(trained with [edit] mask_conditioned = true)")
     x, keep = x.repeat_interleave(n, 0), None if keep is None else keep.repeat_interleave(n, 0)
-    labels = class_labels(len(x), cfg, cond) if cond is not None else edit_labels(len(x), cfg, None)
-    chosen = sampler or cfg["sample"]["sampler"]
-    validate_sampler(chosen)
+    labels, chosen = _labels_and_sampler(cfg, len(x), cond, sampler)
     out = edit(run, x, known_mask=keep, strength=strength, resample=resample, labels=labels, sampler=chosen,
                steps=steps or cfg["sample"]["steps"], guidance=cfg["sample"]["guidance"], seed=seed,
                known_guidance=known_guidance)
@@ -141,13 +138,22 @@ def _written(run: Run, out: torch.Tensor, labels, out_dir: Path) -> list[Path]:
     return paths
 
 
+def _labels_and_sampler(cfg: dict, count: int, cond: str | None, sampler: str | None):
+    """The class of each of ``count`` edits (the one asked for, else edit_labels') and the checked sampler."""
+    from multidiff.engine.config import validate_sampler
+    from multidiff.engine.generate import class_labels
+
+    labels = class_labels(count, cfg, cond) if cond is not None else edit_labels(count, cfg, None)
+    chosen = sampler or cfg["sample"]["sampler"]
+    validate_sampler(chosen)
+    return labels, chosen
+
+
 def _complete_files(run: Run, out_dir, *, inputs, mask, strength, resample, partial, n, cond, sampler, steps, seed,
                     points, best_of) -> list[Path]:
     """Completion by a latent point run: the partial cloud, or each input's points its mask keeps."""
     from modalities.points.completion import complete
     from modalities.points.edit import read_points
-    from multidiff.engine.config import validate_sampler
-    from multidiff.engine.generate import class_labels
 
     if strength is not None or resample != 1:
         raise UserError("a latent point run completes a cloud through guidance on its whole shape code: --strength "
@@ -160,9 +166,7 @@ def _complete_files(run: Run, out_dir, *, inputs, mask, strength, resample, part
         clouds, keeps = _read_inputs(run, Path(inputs), mask)
         partials = [c[k[:, 0] > 0] for c, k in zip(clouds, keeps)]
     partials = [p for p in partials for _ in range(n)]
-    labels = class_labels(len(partials), cfg, cond) if cond is not None else edit_labels(len(partials), cfg, None)
-    chosen = sampler or cfg["sample"]["sampler"]
-    validate_sampler(chosen)
+    labels, chosen = _labels_and_sampler(cfg, len(partials), cond, sampler)
     out = complete(run, partials, total, sampler=chosen, steps=steps or cfg["sample"]["steps"], seed=seed,
                    labels=labels, best_of=best_of)
     return _written(run, out, labels, Path(out_dir))

@@ -49,7 +49,7 @@ def sample_lengths(run, labels: torch.Tensor | None, n: int, length: int | None 
         return None
     if len(per_class) == 1:
         return torch.full((n,), per_class[0])
-    if labels is None:                                     # no class known (e.g. a caption): the classes' median
-        return torch.full((n,), int(torch.tensor(per_class).median()))
-    labels = labels.cpu()                                  # -1 (no class asked for): the classes' median
-    return torch.where(labels < 0, int(torch.tensor(per_class).median()), torch.tensor(per_class)[labels.clamp_min(0)])
+    per_class = torch.tensor(per_class)
+    # -1 (no class asked for), or no labels at all (e.g. a caption alone): the classes' median
+    labels = torch.full((n,), -1) if labels is None else labels.cpu()
+    return torch.where(labels < 0, int(per_class.median()), per_class[labels.clamp_min(0)])
