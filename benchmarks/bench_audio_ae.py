@@ -7,7 +7,8 @@ Reconstruction (issue "Audio autoencoder"): the 300 held-out FSDD clips (whole u
 8,192 samples, as spoken_digits_ae reads them) through the autoencoder and through the mel recipe's
 encoder + Griffin-Lim (spoken_digits.toml's [encoder], at the same length), both cut to each clip's
 real length. Each representation is judged by the recipe's own kind of judge (the audio evaluation's
-ClipClassifier, trained on the real training clips plus the same clips through that representation,
+classifier named by the recipe's [eval] (now the temporal "tcn" judge), trained on the real training
+clips plus the same clips through that representation,
 as ``multidiff eval`` does for a mel run: Griffin-Lim gets a judge that has heard Griffin-Lim), and
 by the other's judge. Figures: classifier accuracy on the held-out clips, Frechet distance in the
 judge's embedding (300 training clips through the representation against the 300 held-out clips, as
@@ -65,9 +66,13 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) 
     return 10 * torch.log10((target ** 2).sum(1) / ((e - target) ** 2).sum(1).clamp_min(1e-12))
 
 
-def reconstruction_table(ae_dir: str, latent_dir: str | None = None, generation_n: int = 0) -> list[str]:
+def reconstruction_table(ae_dir: str, latent_dir: str | None = None, generation_n: int = 0,
+                         judge: dict | None = None) -> list[str]:
+    """judge: the [eval] classifier settings of the judges (default: those of the run's recipe as it is now)."""
     ae_run = load_run(ae_dir, "cpu")
-    cfg = ae_run.cfg
+    cfg = copy.deepcopy(ae_run.cfg)
+    cfg["eval"].update(judge or {k: v for k, v in load_recipe(cfg["name"])["eval"].items()
+                                 if k in ("classifier", "classifier_steps")})
     train, test = data.load(cfg, "train"), data.load(cfg, "test")
     mel_cfg = load_recipe("spoken_digits")
     mel = MelEncoder(cfg["data"]["sample_rate"], cfg["data"]["length"],
@@ -83,7 +88,8 @@ def reconstruction_table(ae_dir: str, latent_dir: str | None = None, generation_
         judge_cfg["encoder"] = {"judge_heard": name, "autoencoder_step": ae_run.step, **mel_cfg["encoder"]}
         start = time.perf_counter()
         judges[name] = trained_classifier(judge_cfg, train, codec, cache_dir("audio"))
-        print(f"judge that heard {name}: ready in {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"judge that heard {name} ({cfg['eval']['classifier']}, {cfg['eval']['classifier_steps']} steps): "
+              f"ready in {time.perf_counter() - start:.0f} s", flush=True)
     rows = [f"{'':34s} {'autoencoder':>14s} {'mel+griffin_lim':>16s}"]
 
     def row(label, values):
@@ -102,7 +108,8 @@ def reconstruction_table(ae_dir: str, latent_dir: str | None = None, generation_
     row("multi-resolution STFT distance", [float(multi_resolution_stft(decoded[n][0], test.x, test.masks()).mean())
                                            for n in codecs])
     row("SI-SDR (dB)", [float(si_sdr(decoded[n][0], test.x, test.masks()).mean()) for n in codecs])
-    rows += real_rows + [f"autoencoder: {ae_dir} at step {ae_run.step}; {len(test)} held-out clips"]
+    rows += real_rows + [f"autoencoder: {ae_dir} at step {ae_run.step}; {len(test)} held-out clips; judges: "
+                         f"{cfg['eval']['classifier']}, {cfg['eval']['classifier_steps']} steps"]
     if latent_dir and generation_n:
         rows += generation_rows(latent_dir, generation_n, judges["autoencoder"], test)
     return rows
@@ -168,8 +175,12 @@ def main():
     parser.add_argument("--speed-n", type=int, default=20, help="clips drawn per path for the speed figures")
     parser.add_argument("--generation-n", type=int, default=0,
                         help="clips drawn by --latent and judged, with the padding kept at silence and cut")
+    parser.add_argument("--classifier", choices=["cnn", "tcn"],
+                        help="the judges' network [default: the autoencoder recipe's eval.classifier]")
+    parser.add_argument("--classifier-steps", type=int, help="the judges' training steps [default: the recipe's]")
     args = parser.parse_args()
-    for line in reconstruction_table(args.ae, args.latent, args.generation_n):
+    judge = {k: v for k, v in (("classifier", args.classifier), ("classifier_steps", args.classifier_steps)) if v}
+    for line in reconstruction_table(args.ae, args.latent, args.generation_n, judge or None):
         print(line, flush=True)
     if args.latent:
         for line in speed_table(args.latent, args.speed_n):

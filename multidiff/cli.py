@@ -158,9 +158,11 @@ def edit(run, inputs, mask, strength, resample, known_guidance, continue_from, s
 @click.option("--guidance", multiple=True, metavar="SCALE|NAME=SCALE",
               help="Classifier-free guidance scale [default: the recipe's]; NAME=SCALE per named condition.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--set", "eval_overrides", multiple=True, metavar="eval.KEY=VALUE",
+              help="Change a setting of the run's [eval] section for this evaluation (e.g. eval.classifier=tcn).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="JSON file for the result (must not exist) [default: RUN_DIR/evals/eval_step<STEP>_<K>.json].")
-def evaluate(run_dir, n, sampler, steps, guidance, seed, out, placement, eta, churn):
+def evaluate(run_dir, n, sampler, steps, guidance, seed, out, placement, eta, churn, eval_overrides):
     """Score samples of RUN_DIR with its modality's metrics.
 
     Each evaluation goes to a new file (nothing is overwritten); RUN_DIR/eval.json is a copy of the latest.
@@ -168,7 +170,7 @@ def evaluate(run_dir, n, sampler, steps, guidance, seed, out, placement, eta, ch
     from multidiff.engine.generate import evaluate as run_evaluation
 
     scores = run_evaluation(run_dir, n, sampler=sampler, steps=steps, guidance=guidance or None, seed=seed, out=out,
-                            placement=placement, eta=eta, churn=churn)
+                            placement=placement, eta=eta, churn=churn, overrides=eval_overrides)
     for name, value in scores.items():
         click.echo(f"{name}: {value:.6g}")
 

@@ -70,6 +70,8 @@ class Modality:
     autoencoder_model: dict[str, Any] = {}
     #: The values of an autoencoder recipe's ``[autoencoder] reconstruction`` (``reconstruction_error``'s kinds).
     reconstructions: tuple[str, ...] = ("l1", "l2")
+    #: "section.key" -> the values that key may take (checked with the rest of the recipe, before training).
+    choices: dict[str, tuple[str, ...]] = {}
 
     def reads_files(self, cfg: dict) -> bool:
         """Whether the recipe ``cfg`` reads its data from ``data.path`` (so ``--data DIR`` applies),

@@ -36,7 +36,7 @@ from multidiff.eval_cache import cached_classifier, identity
 from multidiff.metrics import accuracy, fit_classifier, frechet_distance, predict
 
 from . import data, pitch
-from .classifier import ClipClassifier
+from .classifier import build_classifier
 from .encoders import build_encoder
 
 _CLASSIFIER_VERSION = "clipcnn-3"
@@ -65,12 +65,13 @@ def round_trip(encoder, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([encoder.decode(encoder.encode(x[i:i + 100])[0]) for i in range(0, len(x), 100)])
 
 
-def trained_classifier(cfg: dict, train: data.AudioClips, encoder, cache_dir: Path) -> ClipClassifier:
-    """The classifier for this training set and representation, from the cache or trained now."""
+def trained_classifier(cfg: dict, train: data.AudioClips, encoder, cache_dir: Path) -> torch.nn.Module:
+    """The classifier (``[eval] classifier``) for this training set and representation, from the cache or
+    trained now."""
     if not train.class_names:
         raise ValueError("the audio classifier needs a labelled (conditional) dataset")
-    steps = cfg["eval"]["classifier_steps"]
-    key = identity(_CLASSIFIER_VERSION, steps, train.sample_rate, train.class_names, cfg["encoder"],
+    steps, kind = cfg["eval"]["classifier_steps"], cfg["eval"].get("classifier", "cnn")
+    key = identity(_CLASSIFIER_VERSION, kind, steps, train.sample_rate, train.class_names, cfg["encoder"],
                    cfg["data"]["length"], train.x, train.labels)
 
     def fit(net):
@@ -78,12 +79,12 @@ def trained_classifier(cfg: dict, train: data.AudioClips, encoder, cache_dir: Pa
         fit_classifier(net, x, train.labels.repeat(2), steps=steps, batch_size=64, lr=2e-3, seed=0,
                        augment=lambda batch, gen: augment(batch, gen, train.sample_rate))
 
-    return cached_classifier(lambda: ClipClassifier(train.sample_rate, len(train.class_names)), cache_dir,
+    return cached_classifier(lambda: build_classifier(kind, train.sample_rate, len(train.class_names)), cache_dir,
                              "audio_classifier", key, fit)
 
 
 @torch.no_grad()
-def _embed(net: ClipClassifier, x: torch.Tensor):
+def _embed(net: torch.nn.Module, x: torch.Tensor):
     return torch.cat([net.embed(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy()
 
 

@@ -12,6 +12,7 @@ from multidiff.nn.unet import UNet
 
 from . import data, evaluation, writers
 from .autoencoder import AUTOENCODER_DEFAULTS, waveform_autoencoder
+from .classifier import CLASSIFIERS
 from .edit import read_clip, time_mask
 from .encoders import build_encoder
 
@@ -33,8 +34,10 @@ class AudioModality(Modality):
         # keyword arguments of multidiff.nn.unet.UNet, with its defaults
         "model": {"channels": 64, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "attn_levels": [],
                   "num_heads": 4, "dropout": 0.0},
-        "eval": {"classifier_steps": 600},
+        # the judge of `eval` (.classifier): "cnn" for short clips, "tcn" for whole utterances
+        "eval": {"classifier_steps": 600, "classifier": "cnn"},
     }
+    choices = {"eval.classifier": tuple(CLASSIFIERS)}
     autoencoder_model = AUTOENCODER_DEFAULTS   # keyword arguments of .autoencoder.WaveformAutoencoder
 
     def reads_files(self, cfg: dict) -> bool:

@@ -256,6 +256,10 @@ def validate(cfg: dict) -> None:
         choose(key, cfg[section][name], known)
     choose("modality", cfg["modality"], modality.names())
     choose("kind", cfg["kind"], objectives.KINDS)
+    for key, known in modality.get(cfg["modality"]).choices.items():
+        section, name = key.split(".")
+        if name in cfg.get(section, {}):
+            choose(key, cfg[section][name], known)
     if cfg["kind"] == "autoencoder" and cfg["latent"]["autoencoder"]:
         raise UserError("an autoencoder recipe cannot itself be latent: drop latent.autoencoder")
     if cfg["kind"] == "autoencoder":

@@ -24,7 +24,7 @@ from multidiff.cache import cache_dir
 from multidiff.engine import checkpoint, sampling_options
 from multidiff.conditioning import batch as condition_batch
 from multidiff.engine.conditions import class_labels, display_labels, guidance_scales
-from multidiff.engine.config import check_seed, validate_sampler
+from multidiff.engine.config import apply_override, check_seed, validate, validate_sampler
 from multidiff.engine.diffusion import from_config
 from multidiff.engine.errors import UserError
 from multidiff.engine.lengths import sample_lengths
@@ -265,15 +265,22 @@ def _removed_on_failure(folder: Path):
 def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = None, *, sampler: str | None = None,
              steps: int | None = None, guidance=None, seed: int = 0,
              out: str | Path | None = None, placement: str | None = None, eta: float | None = None,
-             churn: float | None = None) -> dict[str, float]:
+             churn: float | None = None, overrides=()) -> dict[str, float]:
     """The modality's metrics on ``n`` samples (default ``eval.n``) balanced over the classes, drawn with
     the given sampling settings (unset ones from the run's ``[sample]``), and, for a run with an
     autoencoder, on ``n`` test examples through it (``autoencoder_*``, the ceiling of the samples'). A run
     directory's evaluation is written to its own file (see multidiff.engine.evaluations), or to ``out``.
-    placement, eta, churn: as in ``generate``."""
+    placement, eta, churn: as in ``generate``; overrides: ``"eval.KEY=VALUE"`` items that change the
+    run's ``[eval]`` settings for this evaluation (recorded with it)."""
     from multidiff.engine import evaluations
 
     run = load_run(run_dir, device or default_device())
+    for item in overrides:
+        if not item.partition("=")[0].strip().startswith("eval."):
+            raise UserError(f"eval --set changes only the [eval] section (eval.KEY=VALUE), got {item!r}")
+        apply_override(run.cfg, item)
+    if overrides:
+        validate(run.cfg)
     guidance = guidance_scales(guidance, run.cfg)
     n = n or run.cfg["eval"]["n"]
     s = run.cfg["sample"]
@@ -286,6 +293,8 @@ def evaluate(run_dir: str | Path, n: int | None = None, device: str | None = Non
     metrics = score(run, n, **settings, progress=True, **options)
     settings.update({k: v for k, v in options.items() if k != "placement"},
                     placement=placement or s.get("placement", "") or "default")
+    if overrides:
+        settings["eval"] = dict(run.cfg["eval"])
     if run.cfg.get("kind") != "autoencoder":  # the ceiling of a latent run's representation
         metrics.update(reconstruction_metrics(run, n, _evaluation_cache(run)))
     if Path(run_dir).is_dir():
