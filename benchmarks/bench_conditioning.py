@@ -2,12 +2,14 @@
 one class label (spoken_digits), on digit + speaker (spoken_digits_speaker: two categoricals, their
 pooled vector in the adaptive norms and cross-attention in the middle) and on a caption (spoken_digits_text:
 the byte-level transformer encoder trained with the model, as many bytes as the longest caption rounded up
-to 8: 48), at the same size: the recipes' quick preset.
+to 8: 48), at the same size: the recipes' quick preset. With ``--points``: the point transformer of
+modelnet10 (one category label) against modelnet10_text (a caption of 40 bytes, cross-attention from every
+block), quick preset, 256 points.
 
-    python benchmarks/bench_conditioning.py [--repeats 5] [--steps 10] [--batch 32] [--out FILE]
+    python benchmarks/bench_conditioning.py [--points] [--repeats 5] [--steps 10] [--batch 32] [--out FILE]
 
 Each timing is ``--steps`` optimizer steps (forward, backward, AdamW) of the engine's diffusion objective
-on random encoded batches of the recipe's shape (48 mel bins x 64 frames), after 2 warm-up steps; the
+on random encoded batches of the recipe's shape (48 mel bins x 64 frames; 256 x 3 points), after 2 warm-up steps; the
 models take turns within every repeat (so a busy neighbour slows each alike) and the median is reported.
 Data loading and encoding are left out: they are the same for all three.
 """
@@ -31,6 +33,30 @@ from multidiff.engine.objectives import DiffusionObjective
 
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
 DIGITS = [str(d) for d in range(10)]
+CATEGORIES = ["bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand", "sofa", "table", "toilet"]
+POINTS = 256    # the quick preset's
+
+
+def setup_points(recipe: str, batch: int):
+    cfg = load_recipe(recipe, "quick", [f"train.batch_size={batch}"])
+    caption = cfg["conditions"].get("caption")
+    if caption and not caption["max_length"]:
+        fields = [{"category": c} for c in CATEGORIES]
+        caption["max_length"] = condition_data.settled_length(caption, fields, "caption", str)
+    cfg["dataset"] = {"encoded_shape": [POINTS, 3], "class_names": CATEGORIES,
+                      "conditions": {"category": {"values": CATEGORIES}, "caption": {}}}
+    torch.manual_seed(0)
+    model = build_model(modality.get("points"), cfg)
+    g = torch.Generator().manual_seed(1)
+    categories = torch.randint(len(CATEGORIES), (batch,), generator=g)
+    if caption is None:
+        cond = categories
+    else:
+        captions = [f"a point cloud of a {CATEGORIES[c]}" for c in categories]
+        cond = {"caption": text.ByteTokenizer(caption["max_length"])(captions, "bench"),
+                "dropped": torch.zeros(batch, 1, dtype=torch.bool)}
+    z = torch.randn(batch, POINTS, 3, generator=g)
+    return cfg, model, z, cond
 
 
 def setup(recipe: str, batch: int):
@@ -76,15 +102,20 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--points", action="store_true", help="modelnet10 against modelnet10_text")
     parser.add_argument("--out")
     args = parser.parse_args()
-    recipes = ["spoken_digits", "spoken_digits_speaker", "spoken_digits_text"]
-    setups = {r: setup(r, args.batch) for r in recipes}
+    if args.points:
+        recipes = ["modelnet10", "modelnet10_text"]
+        setups = {r: setup_points(r, args.batch) for r in recipes}
+    else:
+        recipes = ["spoken_digits", "spoken_digits_speaker", "spoken_digits_text"]
+        setups = {r: setup(r, args.batch) for r in recipes}
     rates = {r: [] for r in recipes}
     for _ in range(args.repeats):
         for r in recipes:
             rates[r].append(steps_per_second(*setups[r], args.steps))
-    base = statistics.median(rates["spoken_digits"])
+    base = statistics.median(rates[recipes[0]])
     result = {"batch": args.batch, "steps": args.steps, "repeats": args.repeats, "threads": torch.get_num_threads(),
               "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "models": {}}
     print(f"{'recipe (quick preset)':28s} {'parameters':>11s} {'steps/s':>8s} {'vs class label':>15s}")
