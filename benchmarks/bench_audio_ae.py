@@ -1,7 +1,7 @@
 """The waveform autoencoder against mel + Griffin-Lim on the same held-out clips, and latent against mel sampling speed.
 
     python benchmarks/bench_audio_ae.py --ae runs/spoken_digits_ae-quick [--latent runs/spoken_digits_latent-quick
-        [--generation-n 300]]
+        [--generation-n 300 [--generation-guidance 1 3] [--generation-steps 50]]] [--classifier tcn|cnn]
 
 Reconstruction (issue "Audio autoencoder"): the 300 held-out FSDD clips (whole utterances, up to
 8,192 samples, as spoken_digits_ae reads them) through the autoencoder and through the mel recipe's
@@ -67,7 +67,7 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) 
 
 
 def reconstruction_table(ae_dir: str, latent_dir: str | None = None, generation_n: int = 0,
-                         judge: dict | None = None) -> list[str]:
+                         judge: dict | None = None, guidances=(), steps: int | None = None) -> list[str]:
     """judge: the [eval] classifier settings of the judges (default: those of the run's recipe as it is now)."""
     ae_run = load_run(ae_dir, "cpu")
     cfg = copy.deepcopy(ae_run.cfg)
@@ -111,26 +111,30 @@ def reconstruction_table(ae_dir: str, latent_dir: str | None = None, generation_
     rows += real_rows + [f"autoencoder: {ae_dir} at step {ae_run.step}; {len(test)} held-out clips; judges: "
                          f"{cfg['eval']['classifier']}, {cfg['eval']['classifier_steps']} steps"]
     if latent_dir and generation_n:
-        rows += generation_rows(latent_dir, generation_n, judges["autoencoder"], test)
+        rows += generation_rows(latent_dir, generation_n, judges["autoencoder"], test, guidances, steps)
     return rows
 
 
-def generation_rows(latent_dir: str, n: int, judge, test) -> list[str]:
+def generation_rows(latent_dir: str, n: int, judge, test, guidances=(), steps: int | None = None) -> list[str]:
     """``n`` clips (digits in turn, each at its class's length) from the latent run, judged by the judge
-    that heard the autoencoder: drawn with the padding kept at silence (the default) and cut."""
+    that heard the autoencoder: drawn with the padding kept at silence (the default) and cut, at the
+    recipe's guidance; then with the padding at silence at each of ``guidances``."""
     run = load_run(latent_dir, "cpu")
     s = run.cfg["sample"]
+    steps = steps or s["steps"]
     labels = torch.arange(n) % 10
     lengths = sample_lengths(run, labels, n)
     test_emb = _embed(judge, test.x)
-    rows = [f"generation by {latent_dir} (step {run.step}): {n} clips, {s['sampler']} {s['steps']} steps, "
-            f"guidance {s['guidance']}, judge that heard the autoencoder"]
-    for padding in ("silence", "cut"):
+    rows = [f"generation by {latent_dir} (step {run.step}): {n} clips, {s['sampler']} {steps} steps, "
+            f"judge that heard the autoencoder"]
+    draws = [(s["guidance"], "silence"), (s["guidance"], "cut")] + [(g, "silence") for g in guidances
+                                                                   if g != s["guidance"]]
+    for guidance, padding in draws:
         start = time.perf_counter()
-        x = draw(run, labels, n, sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"], seed=0,
+        x = draw(run, labels, n, sampler=s["sampler"], steps=steps, guidance=guidance, seed=0,
                  lengths=lengths, padding=padding)
         took = time.perf_counter() - start
-        rows.append(f"  padding {padding:8s} accuracy {accuracy(predict(judge, x), labels):.4f}  "
+        rows.append(f"  guidance {guidance:<4g} padding {padding:8s} accuracy {accuracy(predict(judge, x), labels):.4f}  "
                     f"Frechet {frechet_distance(_embed(judge, x), test_emb):.4f}  ({took:.0f} s)")
     return rows
 
@@ -178,9 +182,13 @@ def main():
     parser.add_argument("--classifier", choices=["cnn", "tcn"],
                         help="the judges' network [default: the autoencoder recipe's eval.classifier]")
     parser.add_argument("--classifier-steps", type=int, help="the judges' training steps [default: the recipe's]")
+    parser.add_argument("--generation-guidance", type=float, nargs="*", default=[],
+                        help="more guidance scales to draw the --generation-n clips at (padding at silence)")
+    parser.add_argument("--generation-steps", type=int, help="sampler steps of the generation rows [default: the run's]")
     args = parser.parse_args()
     judge = {k: v for k, v in (("classifier", args.classifier), ("classifier_steps", args.classifier_steps)) if v}
-    for line in reconstruction_table(args.ae, args.latent, args.generation_n, judge or None):
+    for line in reconstruction_table(args.ae, args.latent, args.generation_n, judge or None, args.generation_guidance,
+                                     args.generation_steps):
         print(line, flush=True)
     if args.latent:
         for line in speed_table(args.latent, args.speed_n):

@@ -175,3 +175,11 @@ def test_existing_run_is_never_trained_over_and_resume_needs_the_same_config(fin
     with pytest.raises(UserError, match="train.lr"):
         train(tiny("train.steps=6", "train.lr=0.5"), finished_run, resume=True)
     assert snapshot(finished_run / "checkpoints") == before
+
+
+def test_resume_accepts_other_eval_settings(finished_run, tmp_path):
+    """How a run is judged does not change how it trains: a recipe whose [eval] changed since still resumes."""
+    run = copy_run(finished_run, tmp_path / "run")
+    step = checkpoint.load_weights(run)[2]
+    train(tiny(f"train.steps={step + 2}", "eval.n=7"), run, resume=True)
+    assert checkpoint.load_weights(run)[2] == step + 2

@@ -39,7 +39,8 @@ from multidiff.engine.lengths import class_lengths
 from multidiff.engine.metrics_log import MetricsLog, versions
 from multidiff.latent import run_encoder, train_missing_autoencoder, training_data
 
-#: Keys that may differ between a run's saved config and the one it is resumed with.
+#: Keys that may differ between a run's saved config and the one it is resumed with (and every key of
+#: [eval]: how a run is judged does not change how it trains).
 RESUMABLE_KEYS = {"steps", "log_every", "ckpt_every", "sample_every", "num_workers", "compile", "eval_every", "eval_n",
                   "best_metric", "best_mode"}
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -277,7 +278,8 @@ def _check_same_config(cfg: dict, saved: dict, run_dir: Path) -> None:
     the keys a run written before the engine knew them lacks with their defaults (``config.with_defaults``)."""
     new, old = _flatten(cfg), _flatten(saved)
     differ = [key for key in new.keys() | old.keys()
-              if new.get(key) != old.get(key) and key.removeprefix("train.") not in RESUMABLE_KEYS]
+              if new.get(key) != old.get(key) and key.removeprefix("train.") not in RESUMABLE_KEYS
+              and not key.startswith("eval.")]
     if differ:
         raise UserError(f"cannot resume {run_dir}: the config differs from the saved one at {', '.join(sorted(differ))}")
 
