@@ -178,3 +178,38 @@ def test_a_text_run_saved_before_synonyms_reads_with_empty_tables():
                                                                "pretrained": ""}}}
     caption = with_defaults(saved)["conditions"]["caption"]
     assert caption["synonyms"] == caption["held_out_synonyms"] == {} and caption["max_length"] == 64
+
+
+def test_made_up_words_go_into_the_share_of_captions_asked_and_nothing_else_changes(tmp_path):
+    cfg, clouds = _described(tmp_path)
+    fields = condition_data.item_fields(clouds, cfg)
+    caption = cfg["conditions"]["caption"]
+    plain = condition_data.captions(caption, fields, "caption", str)
+    for share in (1.0, 0.5):
+        caption["made_up_words"] = share
+        mixed = condition_data.captions(caption, fields, "caption", str)
+        assert mixed == condition_data.captions(caption, fields, "caption", str)   # fixed per item
+        changed = 0
+        for before, after in zip(plain, mixed):
+            words, new = before.split(" "), after.split(" ")
+            if new == words:
+                continue
+            changed += 1
+            assert len(new) == len(words) + 1
+            extra = next((i for i, (a, b) in enumerate(zip(new, words)) if a != b), len(words))
+            assert new[:extra] + new[extra + 1:] == words     # one word put in, the rest in their order
+            made_up = new[extra]
+            assert 3 <= len(made_up) <= 8 and made_up.isalpha() and made_up.islower()
+        assert changed == len(plain) if share == 1.0 else abs(changed / len(plain) - share) < 0.2
+    caption["made_up_words"] = 1.0
+    longest = max(len(c) for c in condition_data.captions(caption, fields, "caption", str))
+    assert condition_data.longest_caption(caption, fields, "caption", str) >= longest   # max_length 0 holds them
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("made_up_words = 1.5", "made_up_words is a share of the captions, in [0, 1]; got 1.5"),
+    ("made_up_words = -0.1", "made_up_words is a share of the captions, in [0, 1]; got -0.1"),
+])
+def test_a_bad_made_up_share_is_one_clear_line(tmp_path, setting, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_recipe(_recipe(tmp_path, TABLES + "\n" + setting))

@@ -88,7 +88,7 @@ def longest_caption(spec: dict, fields: list[dict[str, str]], name: str, where) 
         for words in itertools.product(*choices):
             written = {**f, **{field: w for field, w in zip(spec["synonyms"], words) if w is not None}}
             longest = max(longest, *(count(fill(t, written, name, "the training set")) for t in spec["templates"]))
-    return longest
+    return longest + (count(" " + "x" * MADE_UP_LETTERS[1]) if spec["made_up_words"] else 0)
 
 
 def captions(spec: dict, fields: list[dict[str, str]], name: str, where) -> list[str]:
@@ -99,8 +99,31 @@ def captions(spec: dict, fields: list[dict[str, str]], name: str, where) -> list
     check_synonyms(spec, fields, name)
     trained = [t for t in spec["templates"] if t not in spec["held_out"]]
     draws = synonym_draws(len(fields))
-    return [fill(trained[i % len(trained)], with_synonyms(spec, f, draws[i]), name, where(i))
-            for i, f in enumerate(fields)]
+    written = [fill(trained[i % len(trained)], with_synonyms(spec, f, draws[i]), name, where(i))
+               for i, f in enumerate(fields)]
+    return with_made_up_words(written, spec["made_up_words"]) if spec["made_up_words"] else written
+
+
+MADE_UP_LETTERS = (3, 8)   # the length of a made-up word, in letters
+
+
+def with_made_up_words(captions: list[str], share: float) -> list[str]:
+    """``captions`` with one made-up word (MADE_UP_LETTERS random lowercase letters) put between two words,
+    or first or last, in the items a fixed draw picks (about ``share`` of them). Fixed per item, as the
+    synonyms, so the caption table is the same in every epoch and after a resume."""
+    rng = np.random.default_rng(1)
+    low, high = MADE_UP_LETTERS
+    out = []
+    for caption in captions:
+        pick, place = rng.random(), rng.random()
+        word = "".join(chr(ord("a") + int(c)) for c in rng.integers(0, 26, int(rng.integers(low, high + 1))))
+        if pick >= share:
+            out.append(caption)
+            continue
+        words = caption.split(" ")
+        at = int(place * (len(words) + 1))
+        out.append(" ".join(words[:at] + [word] + words[at:]))
+    return out
 
 
 def synonym_draws(n: int) -> np.ndarray:

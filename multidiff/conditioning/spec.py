@@ -14,6 +14,10 @@
                            ``synonyms``: words a template writes for a field's value, e.g.
                            {category = {chair = ["chair", "seat", "armchair"]}} (each item draws one,
                            fixed per item); ``held_out_synonyms`` (same shape) are never trained on.
+                           ``made_up_words``: the share of training captions that carry one made-up word
+                           (3 to 8 random letters, at a random place; fixed per item): the encoder learns
+                           that a word it has never seen does not change what the caption names, which
+                           unseen modifiers ("office desk" for a trained "desk") need.
                            Encoded by a byte-level transformer trained with the model (``layers``,
                            ``heads``, ``max_length`` bytes; 0: the longest caption of the training set,
                            rounded up to 8), or by a frozen pretrained encoder loaded with
@@ -34,7 +38,7 @@ TYPES = {
     "categorical": {"held_out": []},
     "vector": {"source": "columns", "columns": [], "suffix": ".npy", "dim": 0},
     "text": {"templates": [], "held_out": [], "max_length": 0, "layers": 2, "heads": 4, "pretrained": "",
-             "synonyms": {}, "held_out_synonyms": {}},
+             "synonyms": {}, "held_out_synonyms": {}, "made_up_words": 0.0},
 }
 VECTOR_SOURCES = ("columns", "sidecar")
 RESERVED = ("dropped",)
@@ -103,6 +107,10 @@ def _resolve_one(name: str, table: dict) -> dict:
                 raise UserError(f"{where}.{key} must be at least 1, got {out[key]}")
         if out["max_length"] < 0:
             raise UserError(f"{where}.max_length must be at least 1 (or 0: the longest caption), got {out['max_length']}")
+        if not 0.0 <= out["made_up_words"] <= 1.0:
+            raise UserError(f"{where}.made_up_words is a share of the captions, in [0, 1]; got {out['made_up_words']}")
+        if out["made_up_words"] and not out["templates"]:
+            raise UserError(f"{where}.made_up_words needs templates (it adds words to the captions they write)")
         if set(out["held_out"]) - set(out["templates"]):
             raise UserError(f"{where}.held_out names templates that are not in {where}.templates")
         if out["templates"] and len(out["held_out"]) == len(out["templates"]):
