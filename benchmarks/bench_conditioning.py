@@ -4,9 +4,10 @@ pooled vector in the adaptive norms and cross-attention in the middle) and on a 
 the byte-level transformer encoder trained with the model, as many bytes as the longest caption rounded up
 to 8: 48), at the same size: the recipes' quick preset. With ``--points``: the point transformer of
 modelnet10 (one category label) against modelnet10_text (a caption of 40 bytes, cross-attention from every
-block), quick preset, 256 points.
+block), quick preset, 256 points. With ``--latent``: the same three conditionings of the latent recipes
+(spoken_digits_latent, _speaker_latent, _text_latent; 32 latent channels x 128 frames).
 
-    python benchmarks/bench_conditioning.py [--points] [--repeats 5] [--steps 10] [--batch 32] [--out FILE]
+    python benchmarks/bench_conditioning.py [--points | --latent] [--repeats 5] [--steps 10] [--batch 32] [--out FILE]
 
 Each timing is ``--steps`` optimizer steps (forward, backward, AdamW) of the engine's diffusion objective
 on random encoded batches of the recipe's shape (48 mel bins x 64 frames; 256 x 3 points), after 2 warm-up steps; the
@@ -59,27 +60,27 @@ def setup_points(recipe: str, batch: int):
     return cfg, model, z, cond
 
 
-def setup(recipe: str, batch: int):
+def setup(recipe: str, batch: int, shape=(48, 64)):
     cfg = load_recipe(recipe, "quick", [f"train.batch_size={batch}"])
     caption = cfg["conditions"].get("caption")
     if caption and not caption["max_length"]:     # as training settles it from the captions of FSDD's fields
         fields = [{"digit": d, "speaker": s} for d in DIGITS for s in SPEAKERS]
         caption["max_length"] = condition_data.settled_length(caption, fields, "caption", str)
-    cfg["dataset"] = {"encoded_shape": [48, 64], "class_names": DIGITS,
+    cfg["dataset"] = {"encoded_shape": list(shape), "class_names": DIGITS,
                       "conditions": {"digit": {"values": DIGITS}, "speaker": {"values": SPEAKERS}, "caption": {}}}
     torch.manual_seed(0)
     model = build_model(modality.get("audio"), cfg)
     g = torch.Generator().manual_seed(1)
     digits, speakers = torch.randint(10, (batch,), generator=g), torch.randint(6, (batch,), generator=g)
-    if recipe == "spoken_digits":
+    if recipe in ("spoken_digits", "spoken_digits_latent"):
         cond = digits
-    elif recipe == "spoken_digits_speaker":
+    elif recipe.startswith("spoken_digits_speaker"):
         cond = {"digit": digits, "speaker": speakers, "dropped": torch.zeros(batch, 2, dtype=torch.bool)}
     else:
         captions = [f"a recording of {SPEAKERS[s]} saying the number {d}" for d, s in zip(digits, speakers)]
         cond = {"caption": text.ByteTokenizer(caption["max_length"])(captions, "bench"),
                 "dropped": torch.zeros(batch, 1, dtype=torch.bool)}
-    z = torch.randn(batch, 48, 64, generator=g)
+    z = torch.randn(batch, *shape, generator=g)
     return cfg, model, z, cond
 
 
@@ -103,11 +104,16 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--points", action="store_true", help="modelnet10 against modelnet10_text")
+    parser.add_argument("--latent", action="store_true",
+                        help="the spoken-digit latent recipes (32 channels x 128 frames of spoken_digits_ae)")
     parser.add_argument("--out")
     args = parser.parse_args()
     if args.points:
         recipes = ["modelnet10", "modelnet10_text"]
         setups = {r: setup_points(r, args.batch) for r in recipes}
+    elif args.latent:
+        recipes = ["spoken_digits_latent", "spoken_digits_speaker_latent", "spoken_digits_text_latent"]
+        setups = {r: setup(r, args.batch, (32, 128)) for r in recipes}
     else:
         recipes = ["spoken_digits", "spoken_digits_speaker", "spoken_digits_text"]
         setups = {r: setup(r, args.batch) for r in recipes}
