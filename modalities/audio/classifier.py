@@ -6,7 +6,7 @@ waveform, with settings fixed here so that they do not depend on the recipe's en
 
 Two judges, chosen by a recipe's ``[eval] classifier``:
     "cnn"  ClipClassifier: three 2D convolutions over the (mel, frame) image, average-pooled. Enough for
-           0.5 s clips (0.97 on FSDD's held-out digits) but it underfits whole 1 s utterances (0.90 on the
+           0.5 s clips (0.97 on FSDD's held-out digits) but it underfits whole 1 s utterances (0.90-0.92 on the
            held-out digits and 0.947 on its own training clips after 1,500 steps).
     "tcn"  TemporalClassifier: the mel bins as channels of 1D residual convolutions over time, dilated
            1, 2, 4 (a temporal-convolution keyword spotter, as TC-ResNet), mean and max pooled over
