@@ -187,7 +187,7 @@ def main():
     parser.add_argument("--generation-steps", type=int, help="sampler steps of the generation rows [default: the run's]")
     args = parser.parse_args()
     judge = {k: v for k, v in (("classifier", args.classifier), ("classifier_steps", args.classifier_steps)) if v}
-    for line in reconstruction_table(args.ae, args.latent, args.generation_n, judge or None, args.generation_guidance,
+    for line in reconstruction_table(args.ae, args.latent, args.generation_n, judge, args.generation_guidance,
                                      args.generation_steps):
         print(line, flush=True)
     if args.latent:

@@ -17,6 +17,7 @@ Data loading and encoding are left out: they are the same for all three.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import statistics
@@ -35,49 +36,37 @@ from multidiff.engine.objectives import DiffusionObjective
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
 DIGITS = [str(d) for d in range(10)]
 CATEGORIES = ["bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand", "sofa", "table", "toilet"]
-POINTS = 256    # the quick preset's
+#: Per data type: its modality, its fields and their values (the first names the class), and the caption a
+#: batch item gets from its fields.
+FAMILIES = {
+    "audio": ("audio", {"digit": DIGITS, "speaker": SPEAKERS},
+              lambda f: f"a recording of {f['speaker']} saying the number {f['digit']}"),
+    "points": ("points", {"category": CATEGORIES}, lambda f: f"a point cloud of a {f['category']}"),
+}
 
 
-def setup_points(recipe: str, batch: int):
+def setup(recipe: str, batch: int, shape=(48, 64), family: str = "audio"):
+    """The recipe's quick network on ``shape`` and a random batch conditioned as the recipe is: a class label
+    (no [conditions]), its categoricals, or a caption of the batch's fields."""
+    modality_name, values, caption_of = FAMILIES[family]
     cfg = load_recipe(recipe, "quick", [f"train.batch_size={batch}"])
     caption = cfg["conditions"].get("caption")
-    if caption and not caption["max_length"]:
-        fields = [{"category": c} for c in CATEGORIES]
+    if caption and not caption["max_length"]:     # as training settles it from the captions of the data's fields
+        fields = [dict(zip(values, combination)) for combination in itertools.product(*values.values())]
         caption["max_length"] = condition_data.settled_length(caption, fields, "caption", str)
-    cfg["dataset"] = {"encoded_shape": [POINTS, 3], "class_names": CATEGORIES,
-                      "conditions": {"category": {"values": CATEGORIES}, "caption": {}}}
+    cfg["dataset"] = {"encoded_shape": list(shape), "class_names": next(iter(values.values())),
+                      "conditions": {**{k: {"values": v} for k, v in values.items()}, "caption": {}}}
     torch.manual_seed(0)
-    model = build_model(modality.get("points"), cfg)
+    model = build_model(modality.get(modality_name), cfg)
     g = torch.Generator().manual_seed(1)
-    categories = torch.randint(len(CATEGORIES), (batch,), generator=g)
-    if caption is None:
-        cond = categories
+    drawn = {k: torch.randint(len(v), (batch,), generator=g) for k, v in values.items()}
+    if not cfg["conditions"]:
+        cond = next(iter(drawn.values()))
+    elif caption is None:
+        cond = {**{k: drawn[k] for k in cfg["conditions"]}, "dropped": torch.zeros(batch, len(cfg["conditions"]),
+                                                                                   dtype=torch.bool)}
     else:
-        captions = [f"a point cloud of a {CATEGORIES[c]}" for c in categories]
-        cond = {"caption": text.ByteTokenizer(caption["max_length"])(captions, "bench"),
-                "dropped": torch.zeros(batch, 1, dtype=torch.bool)}
-    z = torch.randn(batch, POINTS, 3, generator=g)
-    return cfg, model, z, cond
-
-
-def setup(recipe: str, batch: int, shape=(48, 64)):
-    cfg = load_recipe(recipe, "quick", [f"train.batch_size={batch}"])
-    caption = cfg["conditions"].get("caption")
-    if caption and not caption["max_length"]:     # as training settles it from the captions of FSDD's fields
-        fields = [{"digit": d, "speaker": s} for d in DIGITS for s in SPEAKERS]
-        caption["max_length"] = condition_data.settled_length(caption, fields, "caption", str)
-    cfg["dataset"] = {"encoded_shape": list(shape), "class_names": DIGITS,
-                      "conditions": {"digit": {"values": DIGITS}, "speaker": {"values": SPEAKERS}, "caption": {}}}
-    torch.manual_seed(0)
-    model = build_model(modality.get("audio"), cfg)
-    g = torch.Generator().manual_seed(1)
-    digits, speakers = torch.randint(10, (batch,), generator=g), torch.randint(6, (batch,), generator=g)
-    if recipe in ("spoken_digits", "spoken_digits_latent"):
-        cond = digits
-    elif recipe.startswith("spoken_digits_speaker"):
-        cond = {"digit": digits, "speaker": speakers, "dropped": torch.zeros(batch, 2, dtype=torch.bool)}
-    else:
-        captions = [f"a recording of {SPEAKERS[s]} saying the number {d}" for d, s in zip(digits, speakers)]
+        captions = [caption_of({k: values[k][int(drawn[k][i])] for k in values}) for i in range(batch)]
         cond = {"caption": text.ByteTokenizer(caption["max_length"])(captions, "bench"),
                 "dropped": torch.zeros(batch, 1, dtype=torch.bool)}
     z = torch.randn(batch, *shape, generator=g)
@@ -110,7 +99,7 @@ def main():
     args = parser.parse_args()
     if args.points:
         recipes = ["modelnet10", "modelnet10_text"]
-        setups = {r: setup_points(r, args.batch) for r in recipes}
+        setups = {r: setup(r, args.batch, (256, 3), "points") for r in recipes}   # the quick preset's 256 points
     elif args.latent:
         recipes = ["spoken_digits_latent", "spoken_digits_speaker_latent", "spoken_digits_text_latent"]
         setups = {r: setup(r, args.batch, (32, 128)) for r in recipes}

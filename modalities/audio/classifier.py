@@ -22,6 +22,16 @@ import torchaudio.transforms as T
 from torch import nn
 
 
+def _mel(sample_rate: int, n_mels: int) -> T.MelSpectrogram:
+    """Mel power frames of ~32 ms windows at any rate, half overlapping."""
+    n_fft = 2 ** round(math.log2(0.032 * sample_rate))
+    return T.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=n_fft // 2, n_mels=n_mels)
+
+
+def _log(power: torch.Tensor) -> torch.Tensor:
+    return power.clamp_min(1e-5).log()
+
+
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU())
 
@@ -31,8 +41,7 @@ class ClipClassifier(nn.Module):
 
     def __init__(self, sample_rate: int, num_classes: int, n_mels: int = 40, width: int = 16, embed_dim: int = 64):
         super().__init__()
-        n_fft = 2 ** round(math.log2(0.032 * sample_rate))  # ~32 ms windows at any rate
-        self.log_mel = T.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=n_fft // 2, n_mels=n_mels)
+        self.log_mel = _mel(sample_rate, n_mels)
         self.net = nn.Sequential(
             nn.BatchNorm2d(1),  # standardises the log-mel input with statistics learned in training
             _conv_block(1, width), nn.MaxPool2d(2),
@@ -44,7 +53,7 @@ class ClipClassifier(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.log_mel(x).clamp_min(1e-5).log())
+        return self.net(_log(self.log_mel(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
@@ -67,8 +76,7 @@ class TemporalClassifier(nn.Module):
     def __init__(self, sample_rate: int, num_classes: int, n_mels: int = 64, width: int = 96, blocks: int = 3,
                  embed_dim: int = 64):
         super().__init__()
-        n_fft = 2 ** round(math.log2(0.032 * sample_rate))
-        self.log_mel = T.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=n_fft // 2, n_mels=n_mels)
+        self.log_mel = _mel(sample_rate, n_mels)
         self.norm = nn.BatchNorm1d(n_mels)   # per mel bin, with statistics learned in training
         self.stem = nn.Sequential(nn.Conv1d(n_mels, width, 3, padding=1), nn.BatchNorm1d(width), nn.ReLU())
         self.blocks = nn.Sequential(*[_Residual(width, 2 ** i) for i in range(blocks)])
@@ -76,7 +84,7 @@ class TemporalClassifier(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(self.stem(self.norm(self.log_mel(x).clamp_min(1e-5).log()[:, 0])))
+        h = self.blocks(self.stem(self.norm(_log(self.log_mel(x))[:, 0])))
         return self.out(torch.cat([h.mean(-1), h.amax(-1)], 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -70,7 +70,7 @@ def trained_classifier(cfg: dict, train: data.AudioClips, encoder, cache_dir: Pa
     trained now."""
     if not train.class_names:
         raise ValueError("the audio classifier needs a labelled (conditional) dataset")
-    steps, kind = cfg["eval"]["classifier_steps"], cfg["eval"].get("classifier", "cnn")
+    steps, kind = cfg["eval"]["classifier_steps"], cfg["eval"]["classifier"]
     key = identity(_CLASSIFIER_VERSION, kind, steps, train.sample_rate, train.class_names, cfg["encoder"],
                    cfg["data"]["length"], train.x, train.labels)
 

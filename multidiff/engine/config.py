@@ -251,15 +251,11 @@ def validate(cfg: dict) -> None:
         if value not in known:
             raise UserError(f"unknown {key} {value!r}; choose one of: {', '.join(known)}")
 
-    for key, known in CHOICES.items():
+    choose("modality", cfg["modality"], modality.names())
+    for key, known in {**CHOICES, **modality.get(cfg["modality"]).choices}.items():
         section, name = key.split(".")
         choose(key, cfg[section][name], known)
-    choose("modality", cfg["modality"], modality.names())
     choose("kind", cfg["kind"], objectives.KINDS)
-    for key, known in modality.get(cfg["modality"]).choices.items():
-        section, name = key.split(".")
-        if name in cfg.get(section, {}):
-            choose(key, cfg[section][name], known)
     if cfg["kind"] == "autoencoder" and cfg["latent"]["autoencoder"]:
         raise UserError("an autoencoder recipe cannot itself be latent: drop latent.autoencoder")
     if cfg["kind"] == "autoencoder":

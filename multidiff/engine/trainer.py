@@ -39,10 +39,11 @@ from multidiff.engine.lengths import class_lengths
 from multidiff.engine.metrics_log import MetricsLog, versions
 from multidiff.latent import run_encoder, train_missing_autoencoder, training_data
 
-#: Keys that may differ between a run's saved config and the one it is resumed with (and every key of
-#: [eval]: how a run is judged does not change how it trains).
+#: Keys of [train] that may differ between a run's saved config and the one it is resumed with, and the
+#: sections that may differ whole ([eval]: how a run is judged does not change how it trains).
 RESUMABLE_KEYS = {"steps", "log_every", "ckpt_every", "sample_every", "num_workers", "compile", "eval_every", "eval_n",
                   "best_metric", "best_mode"}
+RESUMABLE_SECTIONS = {"eval"}
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -279,7 +280,7 @@ def _check_same_config(cfg: dict, saved: dict, run_dir: Path) -> None:
     new, old = _flatten(cfg), _flatten(saved)
     differ = [key for key in new.keys() | old.keys()
               if new.get(key) != old.get(key) and key.removeprefix("train.") not in RESUMABLE_KEYS
-              and not key.startswith("eval.")]
+              and key.split(".")[0] not in RESUMABLE_SECTIONS]
     if differ:
         raise UserError(f"cannot resume {run_dir}: the config differs from the saved one at {', '.join(sorted(differ))}")
 
