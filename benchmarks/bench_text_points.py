@@ -1,7 +1,7 @@
 """ModelNet10 from a caption against ModelNet10 from a class label: 1-NNA-CD per requested category.
 
     python benchmarks/bench_text_points.py LABEL_RUN TEXT_RUN [--n 50] [--seed 0] [--noise-seed 1]
-        [--steps S] [--guidance G] [--command "how the runs were trained" ...] [--out FILE]
+        [--retrained LABEL_RUN_2] [--steps S] [--guidance G] [--command "how the runs were trained" ...] [--out FILE]
 
 LABEL_RUN: a run of the recipe modelnet10 (one class label); TEXT_RUN: of modelnet10_text (a caption from
 templates over the category, a synonym per category held out). For each category, ``--n`` clouds of each:
@@ -17,6 +17,9 @@ Noise: 1-NNA over n + n clouds is an accuracy of 2n leave-one-out decisions; its
 sqrt(p (1 - p) / 2n) is printed, and, measured rather than assumed, the label model is drawn a second
 time (``--noise-seed``) against the same test clouds: the sd of (seed - noise seed) over the categories is
 the noise of a difference between two draws at this n, the yardstick for the text - label column.
+``--retrained``: a second training of the class-label recipe (another ``train.seed``), drawn at ``--seed``:
+how far the reference lands from itself when trained again, the yardstick that counts the spread between
+trainings too (column label', counted against the issue's 0.05 like the text model).
 """
 from __future__ import annotations
 
@@ -34,20 +37,18 @@ from multidiff.conditioning import data as condition_data
 from multidiff.conditioning.evaluation import captioned
 from multidiff.engine.generate import _evaluation_cache, draw, load_run
 
-SAME = [("model", None), ("data", "n_points"), ("data", "normalize"), ("train", "steps"), ("train", "batch_size"),
-        ("train", "lr"), ("sample", "sampler"), ("sample", "steps"), ("sample", "guidance")]
-
-
-def _setting(cfg: dict, section: str, key: str | None):
-    return cfg[section] if key is None else cfg[section][key]
+# the backbone's size (not where it cross-attends: the label model has nothing to attend to), data and training
+SAME = [("model", "width"), ("model", "depth"), ("model", "heads"), ("data", "n_points"), ("data", "normalize"),
+        ("train", "steps"), ("train", "batch_size"), ("train", "lr"), ("sample", "sampler"), ("sample", "steps"),
+        ("sample", "guidance")]
 
 
 def check_same_size(label_cfg: dict, text_cfg: dict) -> list[str]:
     """Lines naming each compared setting; a SystemExit where the runs differ in one."""
     lines, differ = [], []
     for section, key in SAME:
-        a, b = _setting(label_cfg, section, key), _setting(text_cfg, section, key)
-        name = section if key is None else f"{section}.{key}"
+        a, b = label_cfg[section][key], text_cfg[section][key]
+        name = f"{section}.{key}"
         lines.append(f"{name} = {a}" + ("" if a == b else f"  (text run: {b})"))
         if a != b:
             differ.append(name)
@@ -75,9 +76,9 @@ def one_nna(run, x: torch.Tensor, category: int, cfg: dict) -> tuple[float, floa
     return scores["1nna_cd"], scores["ceiling_1nna_cd"]
 
 
-def summary(rows: np.ndarray, n: int, noise_seed: int) -> list[str]:
+def summary(rows: np.ndarray, n: int, noise_seed: int, retrained: np.ndarray | None = None) -> list[str]:
     """The mean row, the noise and the target's counts of the table ``rows`` (one per category: label, text,
-    held, label2, train)."""
+    held, label2, train), and of a second training of the label model (``retrained``, per category)."""
     a, t, h, a2, ceiling = rows.T
     lines = [f"{'mean':<12} {n:>3} {a.mean():6.3f} {t.mean():6.3f} {h.mean():6.3f} {(t - a).mean():+8.3f} "
              f"{(h - a).mean():+8.3f} {a2.mean():6.3f} {(a - a2).mean():+8.3f} {ceiling.mean():6.3f}"]
@@ -98,6 +99,12 @@ def summary(rows: np.ndarray, n: int, noise_seed: int) -> list[str]:
         f"(label vs label2, pure noise: {_within(a - a2)}/{k}); text no worse than label + 0.05 (1-NNA: lower "
         f"is better): {_within(t - a, one_sided=True)}/{k} and {_within(h - a, one_sided=True)}/{k}.",
     ]
+    if retrained is not None:
+        lines.append(
+            f"label': the class-label recipe trained again (another train.seed), mean {retrained.mean():.3f}; "
+            f"|label' - label| <= 0.05 in {_within(retrained - a)}/{k} categories, sd of the difference "
+            f"{float(np.std(retrained - a, ddof=1)):.3f}: how closely the reference reproduces itself, the yardstick "
+            f"for the text model's counts.")
     return lines
 
 
@@ -122,6 +129,7 @@ def main() -> None:
                                                        "category, bathtub, has 50)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise-seed", type=int, default=1)
+    p.add_argument("--retrained", help="a second training of the class-label recipe (another train.seed)")
     p.add_argument("--steps", type=int)
     p.add_argument("--guidance", type=float)
     p.add_argument("--command", action="append", default=[], help="a line saying how the runs were trained")
@@ -132,6 +140,9 @@ def main() -> None:
     label, textual = load_run(args.label_run), load_run(args.text_run)
     label.modality.dataset = _loaded_once(label.modality.dataset)   # evaluate reads both splits on every call
     settings = check_same_size(label.cfg, textual.cfg)
+    retrained = load_run(args.retrained) if args.retrained else None
+    if retrained is not None:
+        check_same_size(label.cfg, retrained.cfg)
     names = list(label.cfg["dataset"]["class_names"])
     if list(textual.cfg["dataset"]["class_names"]) != names:
         sys.exit("the two runs were trained on different categories")
@@ -150,10 +161,11 @@ def main() -> None:
               f"seed {args.seed}; eval.seed {cfg['eval']['seed']} picks the test clouds",
               f"# text prompts: trained templates {[t for t in spec['templates'] if t not in spec['held_out']]}"]
     header = f"{'category':<12} {'n':>3} {'label':>6} {'text':>6} {'held':>6} {'text-lab':>8} {'held-lab':>8} " \
-             f"{'label2':>6} {'lab-lab2':>8} {'train':>6}  words (trained | held out)"
+             f"{'label2':>6} {'lab-lab2':>8} {'train':>6}" + (" " + "label'".rjust(6) if retrained else "") \
+        + "  words (trained | held out)"
     lines += ["", header]
     print("\n".join(lines), flush=True)
-    rows = []
+    rows, again = [], []
     for c, name in enumerate(names):
         n = args.n
         labels = torch.full((n,), c, dtype=torch.long)
@@ -165,15 +177,18 @@ def main() -> None:
         (a, ceiling), (a2, _) = one_nna(label, x_label, c, cfg), one_nna(label, x_label2, c, cfg)
         (t, _), (h, _) = one_nna(label, x_text, c, cfg), one_nna(label, x_held, c, cfg)
         rows.append((a, t, h, a2, ceiling))
+        if retrained is not None:
+            again.append(one_nna(label, draw(retrained, labels, n, seed=args.seed, **sampling), c, cfg)[0])
         field = next(iter(spec["synonyms"]))
         words = (", ".join(condition_data.synonym_words(spec, field, name)) + " | "
                  + ", ".join(condition_data.synonym_words(spec, field, name, True)))
         line = (f"{name:<12} {n:>3} {a:6.3f} {t:6.3f} {h:6.3f} {t - a:+8.3f} {h - a:+8.3f} {a2:6.3f} "
-                f"{a - a2:+8.3f} {ceiling:6.3f}  {words}")
+                f"{a - a2:+8.3f} {ceiling:6.3f}" + (f" {again[-1]:6.3f}" if retrained else "") + f"  {words}")
         lines.append(line)
         print(line, flush=True)
-    lines += summary(np.array(rows), args.n, args.noise_seed)
-    print("\n".join(lines[-6:]), flush=True)
+    summed = summary(np.array(rows), args.n, args.noise_seed, np.array(again) if retrained else None)
+    lines += summed
+    print("\n".join(summed), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n")

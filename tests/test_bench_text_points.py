@@ -36,3 +36,11 @@ def test_summary_counts_and_measures_the_noise_between_two_draws():
     assert lines[0].split()[:5] == ["mean", "50", "0.850", "0.875", "0.855"]
     assert "sd of a difference between two draws (label - label2 over the 2 categories) = 0.028" in lines[4]
     assert "<= 0.05 in 2/2 categories with trained words, 1/2 with held-out synonyms" in lines[5]
+
+
+def test_summary_counts_a_second_training_of_the_label_model_against_the_first():
+    rows = np.array([[0.90, 0.95, 0.85, 0.92, 0.5], [0.80, 0.80, 0.86, 0.78, 0.5], [0.70, 0.70, 0.70, 0.70, 0.5]])
+    lines = bench.summary(rows, 50, 1, retrained=np.array([0.96, 0.84, 0.70]))
+    assert "label': the class-label recipe trained again (another train.seed), mean 0.833" in lines[-1]
+    assert "|label' - label| <= 0.05 in 2/3 categories, sd of the difference 0.031" in lines[-1]
+    assert len(bench.summary(rows, 50, 1)) == len(lines) - 1

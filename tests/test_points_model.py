@@ -63,7 +63,7 @@ def test_time_and_class_condition_the_output_and_minus_one_is_no_class():
 
 
 def test_fresh_network_predicts_zero_and_is_sized_from_the_recipe():
-    cfg = {"model": {"width": 48, "depth": 3, "heads": 6}}
+    cfg = {"model": {"width": 48, "depth": 3, "heads": 6, "cross_every": 1}}
     model = PointsModality().backbone(cfg, (20, 3), num_classes=4)
     x, t, cond = inputs(points=20)
     assert torch.equal(model(x, t, cond), torch.zeros_like(x))

@@ -176,8 +176,10 @@ def test_a_text_run_saved_before_synonyms_reads_with_empty_tables():
                                                                "templates": ["a {category}"], "held_out": [],
                                                                "max_length": 64, "layers": 2, "heads": 4,
                                                                "pretrained": ""}}}
-    caption = with_defaults(saved)["conditions"]["caption"]
+    filled = with_defaults(saved)
+    caption = filled["conditions"]["caption"]
     assert caption["synonyms"] == caption["held_out_synonyms"] == {} and caption["max_length"] == 64
+    assert caption["pool"] == "mean" and filled["model"]["cross_every"] == 1   # as such runs were built
 
 
 def test_made_up_words_go_into_the_share_of_captions_asked_and_nothing_else_changes(tmp_path):

@@ -71,7 +71,7 @@ class PointsModality(Modality):
         "data": {"path": "", "n_points": 1024, "normalize": "unit_sphere", "conditional": True, "categories": [],
                  "train_per_class": 0, "test_per_class": 0, "skip_bad_files": False, "seed": 0},
         "encoder": {},               # its one setting is data.normalize
-        "model": {"width": 128, "depth": 4, "heads": 4},
+        "model": {"width": 128, "depth": 4, "heads": 4, "cross_every": 1},
         "eval": {"seed": 0, "emd": True},
     }
     autoencoder_model = AUTOENCODER_DEFAULTS
@@ -108,7 +108,7 @@ class PointsModality(Modality):
         if len(shape) != 2 or shape[1] < 3:
             raise ValueError(f"the points modality works on clouds of shape (N, 3), got examples of shape {tuple(shape)}")
         return PointTransformer(num_classes, width=m["width"], depth=m["depth"], heads=m["heads"], in_features=shape[1],
-                                conditions=encoders.factory(cfg))
+                                conditions=encoders.factory(cfg), cross_every=m["cross_every"])
 
     def write(self, x, labels, out_dir: Path, cfg: dict) -> list[Path]:
         return io.write_clouds(x, labels, out_dir, _class_names(cfg))

@@ -7,8 +7,10 @@ Time and class condition every block through adaptive LayerNorm (DiT's adaLN-Zer
 scale and a residual gate per sub-layer, from the conditioning vector, initialised to zero); the
 output projection is zero-initialised too, so the untrained network predicts 0. With named conditions
 (``conditions``: a function width -> multidiff.conditioning.encoders.ConditionEncoder), ``cond`` is
-their dict: the pooled condition joins the time vector and every block cross-attends to the condition
-tokens after its self-attention.
+their dict: the pooled condition joins the time vector and blocks cross-attend to the condition tokens
+after their self-attention: every block, or with ``cross_every = k`` every k-th (blocks k//2, k//2 + k,
+...: the middle one of three for k = 2), which is cheaper where a cross-attention costs about as much as
+the self-attention it follows (short clouds, narrow networks).
 """
 from __future__ import annotations
 
@@ -54,14 +56,17 @@ class PointTransformer(nn.Module):
     """forward(x (B, N, 3), t (B,), cond (B,) or None) -> (B, N, 3); label -1 = no class."""
 
     def __init__(self, num_classes: int = 0, width: int = 128, depth: int = 4, heads: int = 4, in_features: int = 3,
-                 conditions=None):
+                 conditions=None, cross_every: int = 1):
         super().__init__()
         self.in_features = in_features            # 3, or more for a mask-conditioned model's extra inputs
         self.embed = nn.Sequential(nn.Linear(in_features, width), nn.SiLU(), nn.Linear(width, width))
         self.time = TimeEmbedding(width, width)
         self.label = LabelEmbedding(num_classes, width) if num_classes > 0 else None
         self.conditioner = conditions(width) if conditions is not None else None
-        self.blocks = nn.ModuleList(Block(width, heads, cross=self.conditioner is not None) for _ in range(depth))
+        if not 1 <= cross_every <= depth:
+            raise ValueError(f"model.cross_every ({cross_every}) must be between 1 and model.depth ({depth})")
+        self.blocks = nn.ModuleList(Block(width, heads, cross=self.conditioner is not None and i % cross_every == cross_every // 2)
+                                    for i in range(depth))
         self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Linear(width, 2 * width)
         self.out = nn.Linear(width, 3)

@@ -3,7 +3,8 @@ time embedding) and a sequence of tokens (for cross-attention), all of the backb
 
 Per condition: a categorical is an embedding row (one more row: the learned "dropped" token), a vector
 goes through an MLP (a learned vector stands for "dropped"), a text through a text encoder (its
-tokens, and their mean as its pooled vector; "dropped" is one learned token). Each condition's tokens
+tokens, and their mean, or their attention-weighted sum with ``pool = "attention"``, as its pooled
+vector; "dropped" is one learned token). Each condition's tokens
 carry a learned type embedding, so cross-attention can tell which condition a token comes from; the
 pooled vector is the sum over conditions.
 """
@@ -57,16 +58,26 @@ class Text(nn.Module):
         self.encoder = (text.PretrainedTextEncoder(spec["pretrained"], width) if spec["pretrained"] else
                         text.ByteTextEncoder(width, spec["max_length"], spec["layers"], spec["heads"]))
         self.null = nn.Parameter(torch.zeros(width))
+        # attention pooling: a learned score per token (zero-initialised: the mean to begin with)
+        self.score = nn.Linear(width, 1) if spec["pool"] == "attention" else None
+        if self.score is not None:
+            nn.init.zeros_(self.score.weight)
+            nn.init.zeros_(self.score.bias)
 
     def forward(self, ids: torch.Tensor, dropped: torch.Tensor):
         kept = ~dropped
         ids = torch.where(dropped[:, None], text.PAD, ids)
         ids[:, 0] = torch.where(ids[:, 0] == text.PAD, 0, ids[:, 0])  # an empty or dropped caption: one placeholder
+        ids = ids[:, :int((ids != text.PAD).sum(1).max())]   # padding past the batch's longest caption: no work
         tokens, mask = self.encoder(ids)
         tokens = torch.where(kept[:, None, None], tokens, self.null.to(tokens.dtype))
         mask = mask & kept[:, None]
         mask[:, 0] |= dropped                           # the null token stands alone
-        pooled = (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        if self.score is None:
+            weights = mask / mask.sum(1, keepdim=True)
+        else:
+            weights = self.score(tokens)[..., 0].float().masked_fill(~mask, float("-inf")).softmax(1)
+        pooled = (tokens * weights[..., None].to(tokens.dtype)).sum(1)
         return pooled, tokens, mask
 
 

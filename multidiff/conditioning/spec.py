@@ -22,6 +22,10 @@
                            ``heads``, ``max_length`` bytes; 0: the longest caption of the training set,
                            rounded up to 8), or by a frozen pretrained encoder loaded with
                            ``transformers`` from the local folder ``pretrained`` (CLIP text or T5).
+                           ``pool``: how its tokens become the one vector of the adaptive norms, "mean"
+                           or "attention" (a learned score per token, softmax over the caption: it can
+                           weigh the word that names the class above the template's and unknown words;
+                           it starts as the mean).
 
 Every condition has ``drop``, its own training dropout rate (classifier-free guidance), and ``field``,
 default its own name. Unknown keys, or keys of another type, are errors naming the key.
@@ -38,8 +42,9 @@ TYPES = {
     "categorical": {"held_out": []},
     "vector": {"source": "columns", "columns": [], "suffix": ".npy", "dim": 0},
     "text": {"templates": [], "held_out": [], "max_length": 0, "layers": 2, "heads": 4, "pretrained": "",
-             "synonyms": {}, "held_out_synonyms": {}, "made_up_words": 0.0},
+             "synonyms": {}, "held_out_synonyms": {}, "made_up_words": 0.0, "pool": "mean"},
 }
+TEXT_POOLS = ("mean", "attention")
 VECTOR_SOURCES = ("columns", "sidecar")
 RESERVED = ("dropped",)
 
@@ -109,6 +114,8 @@ def _resolve_one(name: str, table: dict) -> dict:
             raise UserError(f"{where}.max_length must be at least 1 (or 0: the longest caption), got {out['max_length']}")
         if not 0.0 <= out["made_up_words"] <= 1.0:
             raise UserError(f"{where}.made_up_words is a share of the captions, in [0, 1]; got {out['made_up_words']}")
+        if out["pool"] not in TEXT_POOLS:
+            raise UserError(f"{where}.pool must be one of {', '.join(TEXT_POOLS)}, got {out['pool']!r}")
         if out["made_up_words"] and not out["templates"]:
             raise UserError(f"{where}.made_up_words needs templates (it adds words to the captions they write)")
         if set(out["held_out"]) - set(out["templates"]):
