@@ -164,7 +164,7 @@ def test_presets_and_overrides_reach_conditions(tmp_path):
 
 def _context_nets():
     specs = {"caption": {"type": "text", "field": "c", "drop": 0.1, "templates": [], "held_out": [], "max_length": 8,
-                         "layers": 1, "heads": 2, "pretrained": "", "pool": "mean"}}
+                         "layers": 1, "heads": 2, "pretrained": "", "pool": "mean", "tokens": "bytes"}}
     factory = lambda width: ConditionEncoder(specs, {"caption": {}}, width)  # noqa: E731
     torch.manual_seed(0)
     return [(UNet(1, 4, channels=8, channel_mult=(1, 2), num_res_blocks=1, num_heads=2, conditions=factory),

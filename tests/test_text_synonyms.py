@@ -147,12 +147,15 @@ def test_the_modelnet10_text_recipe_holds_one_synonym_per_category_out():
     synonyms, held = caption["synonyms"]["category"], caption["held_out_synonyms"]["category"]
     assert len(synonyms) == 10 and all(len(held[c]) == 1 and len(synonyms[c]) > 1 for c in synonyms)
     fields = [{"category": c} for c in synonyms for _ in range(6)]
-    longest = max(len(condition_data.fill(t, {"category": w}, "caption", "")) for t in caption["templates"]
+    longest = max(len(condition_data.fill(t, {"category": w}, "caption", "").split()) for t in caption["templates"]
                   for words in synonyms.values() for w in words)
-    assert longest == condition_data.longest_caption(caption, fields, "caption", str) == 35
+    assert caption["tokens"] == "words" and caption["made_up_words"] > 0
+    assert longest + 1 == condition_data.longest_caption(caption, fields, "caption", str) == 9  # + a made-up word
     assert cfg["data"]["n_points"] == 256
-    captions = condition_data.captions(caption, fields, "caption", str)
-    assert not any(_word(c, caption["templates"][i % 3]) in sum(held.values(), []) for i, c in enumerate(captions))
+    plain = condition_data.captions({**caption, "made_up_words": 0.0}, fields, "caption", str)
+    assert not any(_word(c, caption["templates"][i % 3]) in sum(held.values(), []) for i, c in enumerate(plain))
+    captions = condition_data.captions(caption, fields, "caption", str)   # with made-up words: none held out
+    assert not any(f" {w} " in f" {c} " for c in captions for w in sum(held.values(), []))
 
 
 def test_max_length_0_becomes_the_longest_caption_rounded_up_to_8(tmp_path):

@@ -13,8 +13,12 @@ def describe_conditions(cfg: dict) -> list[str]:
             source = f"sidecar {spec['suffix']}" if spec["source"] == "sidecar" else "CSV columns"
             takes = f"{spec['dim']} numbers ({source})"
         else:
-            encoder = f"pretrained {spec['pretrained']}" if spec["pretrained"] else "byte-level transformer"
-            unit = "tokens" if spec["pretrained"] else "bytes"
+            if spec["pretrained"]:
+                encoder, unit = f"pretrained {spec['pretrained']}", "tokens"
+            elif spec["tokens"] == "words":
+                encoder, unit = "transformer over words as hashed byte n-grams", "words"
+            else:
+                encoder, unit = "byte-level transformer", "bytes"
             takes = f"a caption of at most {spec['max_length']} {unit} ({encoder})"
             if spec["templates"]:
                 takes += f"; templates: {' | '.join(spec['templates'])}"

@@ -55,8 +55,11 @@ class Vector(nn.Module):
 class Text(nn.Module):
     def __init__(self, spec: dict, width: int):
         super().__init__()
-        self.encoder = (text.PretrainedTextEncoder(spec["pretrained"], width) if spec["pretrained"] else
-                        text.ByteTextEncoder(width, spec["max_length"], spec["layers"], spec["heads"]))
+        if spec["pretrained"]:
+            self.encoder = text.PretrainedTextEncoder(spec["pretrained"], width)
+        else:
+            kind = text.WordTextEncoder if spec["tokens"] == "words" else text.ByteTextEncoder
+            self.encoder = kind(width, spec["max_length"], spec["layers"], spec["heads"])
         self.null = nn.Parameter(torch.zeros(width))
         # attention pooling: a learned score per token (zero-initialised: the mean to begin with)
         self.score = nn.Linear(width, 1) if spec["pool"] == "attention" else None
@@ -66,9 +69,10 @@ class Text(nn.Module):
 
     def forward(self, ids: torch.Tensor, dropped: torch.Tensor):
         kept = ~dropped
-        ids = torch.where(dropped[:, None], text.PAD, ids)
-        ids[:, 0] = torch.where(ids[:, 0] == text.PAD, 0, ids[:, 0])  # an empty or dropped caption: one placeholder
-        ids = ids[:, :int((ids != text.PAD).sum(1).max())]   # padding past the batch's longest caption: no work
+        ids = torch.where(dropped.view(-1, *[1] * (ids.ndim - 1)), text.PAD, ids)
+        first = ids[:, 0] if ids.ndim == 2 else ids[:, 0, 0]
+        first.copy_(torch.where(first == text.PAD, 0, first))       # an empty or dropped caption: one placeholder
+        ids = ids[:, :int(text.present(ids).sum(1).max())]   # padding past the batch's longest caption: no work
         tokens, mask = self.encoder(ids)
         tokens = torch.where(kept[:, None, None], tokens, self.null.to(tokens.dtype))
         mask = mask & kept[:, None]

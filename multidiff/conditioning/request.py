@@ -68,7 +68,7 @@ def build(n: int, cfg: dict, conds=(), prompt: str | None = None) -> dict[str, t
             out[name] = torch.tensor(vector).expand(n, -1).clone()
         else:
             ids = text.tokenizer(spec)([value or ""], f"--cond {name} / --prompt")
-            out[name] = ids.expand(n, -1).clone()
+            out[name] = ids.expand(n, *ids.shape[1:]).clone()
         if value is None and spec["type"] != "categorical":
             dropped[:, k] = True
     out["dropped"] = dropped

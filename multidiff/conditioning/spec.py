@@ -18,8 +18,9 @@
                            (3 to 8 random letters, at a random place; fixed per item): the encoder learns
                            that a word it has never seen does not change what the caption names, which
                            unseen modifiers ("office desk" for a trained "desk") need.
-                           Encoded by a byte-level transformer trained with the model (``layers``,
-                           ``heads``, ``max_length`` bytes; 0: the longest caption of the training set,
+                           Encoded by a transformer trained with the model (``layers``, ``heads``) over
+                           bytes, or with ``tokens = "words"`` over words, each a bag of hashed byte n-grams
+                           (``max_length`` bytes or words; 0: the longest caption of the training set,
                            rounded up to 8), or by a frozen pretrained encoder loaded with
                            ``transformers`` from the local folder ``pretrained`` (CLIP text or T5).
                            ``pool``: how its tokens become the one vector of the adaptive norms, "mean"
@@ -42,9 +43,10 @@ TYPES = {
     "categorical": {"held_out": []},
     "vector": {"source": "columns", "columns": [], "suffix": ".npy", "dim": 0},
     "text": {"templates": [], "held_out": [], "max_length": 0, "layers": 2, "heads": 4, "pretrained": "",
-             "synonyms": {}, "held_out_synonyms": {}, "made_up_words": 0.0, "pool": "mean"},
+             "synonyms": {}, "held_out_synonyms": {}, "made_up_words": 0.0, "pool": "mean", "tokens": "bytes"},
 }
 TEXT_POOLS = ("mean", "attention")
+TEXT_TOKENS = ("bytes", "words")
 VECTOR_SOURCES = ("columns", "sidecar")
 RESERVED = ("dropped",)
 
@@ -114,6 +116,10 @@ def _resolve_one(name: str, table: dict) -> dict:
             raise UserError(f"{where}.max_length must be at least 1 (or 0: the longest caption), got {out['max_length']}")
         if not 0.0 <= out["made_up_words"] <= 1.0:
             raise UserError(f"{where}.made_up_words is a share of the captions, in [0, 1]; got {out['made_up_words']}")
+        if out["tokens"] not in TEXT_TOKENS:
+            raise UserError(f"{where}.tokens must be one of {', '.join(TEXT_TOKENS)}, got {out['tokens']!r}")
+        if out["tokens"] != "bytes" and out["pretrained"]:
+            raise UserError(f"{where}: a pretrained encoder reads its own tokenizer's tokens; leave tokens = \"bytes\"")
         if out["pool"] not in TEXT_POOLS:
             raise UserError(f"{where}.pool must be one of {', '.join(TEXT_POOLS)}, got {out['pool']!r}")
         if out["made_up_words"] and not out["templates"]:

@@ -2,13 +2,18 @@
 
 Tokens are a LongTensor (B, L) with -1 in the padding, so one layout serves both tokenizers: bytes of
 the UTF-8 text (0..255, no vocabulary to ship or download), or the ids of a pretrained model's own
-tokenizer. ``ByteTextEncoder`` is a small transformer trained with the diffusion model from the
-dataset's captions; ``PretrainedTextEncoder`` wraps a CLIP text or T5 encoder loaded by ``transformers``
+tokenizer. ``tokens = "words"`` reads a caption as words instead, each a bag of hashed byte n-grams
+(fastText's subword units: Bojanowski et al. 2017), a LongTensor (B, L, GRAMS): no vocabulary either, a
+word the captions never held still shares n-grams with the trained words it contains or respells
+("armchair" with "chair"), and a transformer over words runs on a fifth of the positions of one over
+bytes. ``ByteTextEncoder`` and ``WordTextEncoder`` are small transformers trained with the diffusion model
+from the dataset's captions; ``PretrainedTextEncoder`` wraps a CLIP text or T5 encoder loaded by ``transformers``
 from a local folder and kept frozen (only a projection to the model's width is trained). The frozen
 model is held outside the module tree, so checkpoints pin its folder instead of copying its weights.
 """
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import torch
@@ -60,10 +65,53 @@ class PretrainedTokenizer:
         return len(self.tokenizer(text)["input_ids"])
 
 
+BUCKETS = 4096          # rows of the n-gram table a word tokenizer hashes into
+GRAMS = 32              # n-grams kept per word: a word of up to 11 letters keeps them all
+NGRAMS = (3, 4, 5)
+
+
+class WordTokenizer:
+    """Lowercased words (runs of non-space characters), at most ``max_length`` of them, each as the CRC-32
+    buckets of itself and of its 3- to 5-grams of bytes between boundary marks ("<chair>": "<ch", "cha",
+    ..., "air>"), the whole word first, at most GRAMS of them."""
+
+    def __init__(self, max_length: int):
+        self.max_length = max_length
+
+    def __call__(self, texts: list[str], where: str) -> torch.Tensor:
+        out = torch.full((len(texts), self.max_length, GRAMS), PAD, dtype=torch.long)
+        for i, text in enumerate(texts):
+            words = text.lower().split()
+            if len(words) > self.max_length:
+                raise UserError(f"{where}: the text {text[:40]!r} is {len(words)} words, longer than the "
+                                f"{self.max_length} its encoder takes (max_length)")
+            for j, word in enumerate(words):
+                ids = word_buckets(word)
+                out[i, j, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out
+
+    def count(self, text: str) -> int:
+        return len(text.split())
+
+
+def word_buckets(word: str) -> list[int]:
+    """The buckets of ``word``: the whole marked word, then its n-grams in order of length and place, each
+    bucket once."""
+    marked = b"<" + word.encode("utf-8") + b">"
+    grams = [marked] + [marked[k:k + n] for n in NGRAMS for k in range(len(marked) - n + 1)]
+    buckets = list(dict.fromkeys(zlib.crc32(g) % BUCKETS for g in grams))
+    return buckets[:GRAMS]
+
+
+def present(ids: torch.Tensor) -> torch.Tensor:
+    """(B, L) bools, True at a real token, of bytes or pretrained ids (B, L) or words (B, L, GRAMS)."""
+    return (ids if ids.ndim == 2 else ids[..., 0]) != PAD
+
+
 def tokenizer(spec: dict):
     if spec["pretrained"]:
         return PretrainedTokenizer(spec["pretrained"], spec["max_length"])
-    return ByteTokenizer(spec["max_length"])
+    return WordTokenizer(spec["max_length"]) if spec["tokens"] == "words" else ByteTokenizer(spec["max_length"])
 
 
 class ByteTextEncoder(nn.Module):
@@ -83,6 +131,30 @@ class ByteTextEncoder(nn.Module):
         mask = ids != PAD
         h = self.bytes(ids.clamp(min=0)) + self.position[:ids.shape[1]]
         h = self.transformer(h, src_key_padding_mask=~mask)
+        return self.norm(h), mask
+
+
+class WordTextEncoder(nn.Module):
+    """Words (B, L, GRAMS) -> the mean of each word's n-gram embeddings + learned positions -> a pre-norm
+    transformer encoder -> (tokens, mask). The n-gram table starts at zero, so an n-gram no caption held
+    stays zero: a word never seen is what it shares with the trained ones."""
+
+    def __init__(self, width: int, max_length: int, layers: int, heads: int):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"the text encoder's width ({width}) must be a multiple of its heads ({heads})")
+        self.grams = nn.Embedding(BUCKETS, width)
+        nn.init.zeros_(self.grams.weight)
+        self.position = nn.Parameter(torch.randn(max_length, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = present(ids)
+        real = (ids != PAD).unsqueeze(-1)
+        words = (self.grams(ids.clamp(min=0)) * real).sum(2) / real.sum(2).clamp(min=1)
+        h = self.transformer(words + self.position[:ids.shape[1]], src_key_padding_mask=~mask)
         return self.norm(h), mask
 
 
