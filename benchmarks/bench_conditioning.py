@@ -73,7 +73,7 @@ def setup(recipe: str, batch: int, shape=(48, 64), family: str = "audio", overri
         combination = sum(drawn[k] * math.prod(len(values[j]) for j in list(values)[n + 1:])
                           for n, k in enumerate(values))
         rows = combination + len(fields) // 12 * torch.randint(12, (batch,), generator=g)
-        cond = {"caption": text.ByteTokenizer(caption["max_length"])([table[int(r)] for r in rows], "bench"),
+        cond = {"caption": text.tokenizer(caption)([table[int(r)] for r in rows], "bench"),
                 "dropped": torch.zeros(batch, 1, dtype=torch.bool)}
     z = torch.randn(batch, *shape, generator=g)
     return cfg, model, z, cond
