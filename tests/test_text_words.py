@@ -11,7 +11,8 @@ from multidiff.conditioning.encoders import Text
 from multidiff.conditioning.spec import resolve
 from multidiff.engine.config import load_recipe
 from multidiff.engine.errors import UserError
-from multidiff.engine.generate import generate
+from multidiff.conditioning.describe import describe_conditions
+from multidiff.engine.generate import generate, load_run
 from multidiff.engine.trainer import train
 from tests.conditions_helpers import CENTRES, write_recipe
 
@@ -107,3 +108,5 @@ def test_a_words_caption_trains_and_steers_samples_from_a_prompt(tmp_path):
                  guidance=2.0)["x"]
     mean = x.mean(0).numpy()
     assert np.linalg.norm(CENTRES - mean, axis=1).argmin() == 3, mean
+    line = next(line for line in describe_conditions(load_run(tmp_path / "run").cfg) if "caption" in line)
+    assert "a caption of at most 16 words (transformer over words as hashed byte n-grams)" in line

@@ -114,48 +114,51 @@ def tokenizer(spec: dict):
     return WordTokenizer(spec["max_length"]) if spec["tokens"] == "words" else ByteTokenizer(spec["max_length"])
 
 
-class ByteTextEncoder(nn.Module):
-    """Bytes -> embeddings + learned positions -> a pre-norm transformer encoder -> (tokens, mask)."""
+class _TextTransformer(nn.Module):
+    """Embedded tokens + learned positions -> a pre-norm transformer encoder -> (tokens, mask); a subclass
+    embeds its own kind of token."""
 
     def __init__(self, width: int, max_length: int, layers: int, heads: int):
         super().__init__()
         if width % heads:
             raise ValueError(f"the text encoder's width ({width}) must be a multiple of its heads ({heads})")
-        self.bytes = nn.Embedding(256, width)
         self.position = nn.Parameter(torch.randn(max_length, width) * 0.02)
         layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
 
-    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mask = ids != PAD
-        h = self.bytes(ids.clamp(min=0)) + self.position[:ids.shape[1]]
-        h = self.transformer(h, src_key_padding_mask=~mask)
-        return self.norm(h), mask
-
-
-class WordTextEncoder(nn.Module):
-    """Words (B, L, GRAMS) -> the mean of each word's n-gram embeddings + learned positions -> a pre-norm
-    transformer encoder -> (tokens, mask). The n-gram table starts at zero, so an n-gram no caption held
-    stays zero: a word never seen is what it shares with the trained ones."""
-
-    def __init__(self, width: int, max_length: int, layers: int, heads: int):
-        super().__init__()
-        if width % heads:
-            raise ValueError(f"the text encoder's width ({width}) must be a multiple of its heads ({heads})")
-        self.grams = nn.Embedding(BUCKETS, width)
-        nn.init.zeros_(self.grams.weight)
-        self.position = nn.Parameter(torch.randn(max_length, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
-        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(width)
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mask = present(ids)
-        real = (ids != PAD).unsqueeze(-1)
-        words = (self.grams(ids.clamp(min=0)) * real).sum(2) / real.sum(2).clamp(min=1)
-        h = self.transformer(words + self.position[:ids.shape[1]], src_key_padding_mask=~mask)
+        h = self.transformer(self.embed(ids) + self.position[:ids.shape[1]], src_key_padding_mask=~mask)
         return self.norm(h), mask
+
+
+class ByteTextEncoder(_TextTransformer):
+    """Bytes (B, L), each a learned embedding."""
+
+    def __init__(self, width: int, max_length: int, layers: int, heads: int):
+        super().__init__(width, max_length, layers, heads)
+        self.bytes = nn.Embedding(256, width)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.bytes(ids.clamp(min=0))
+
+
+class WordTextEncoder(_TextTransformer):
+    """Words (B, L, GRAMS), each the mean of its n-gram embeddings. The n-gram table starts at zero, so an
+    n-gram no caption held stays zero: a word never seen is what it shares with the trained ones."""
+
+    def __init__(self, width: int, max_length: int, layers: int, heads: int):
+        super().__init__(width, max_length, layers, heads)
+        self.grams = nn.Embedding(BUCKETS, width)
+        nn.init.zeros_(self.grams.weight)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        real = (ids != PAD).unsqueeze(-1)
+        return (self.grams(ids.clamp(min=0)) * real).sum(2) / real.sum(2).clamp(min=1)
 
 
 class PretrainedTextEncoder(nn.Module):
