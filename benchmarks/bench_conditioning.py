@@ -7,7 +7,10 @@ caption; cross-attention from the middle block, ``cross_every = 2``), and the sa
 every block, quick preset, 256 points. With ``--latent``: the same three conditionings of the latent recipes
 (spoken_digits_latent, _speaker_latent, _text_latent; 32 latent channels x 128 frames).
 
-    python benchmarks/bench_conditioning.py [--points | --latent] [--repeats 5] [--steps 10] [--batch 32] [--out FILE]
+    python benchmarks/bench_conditioning.py [--points | --latent] [--repeats 5] [--steps 10] [--batch 32]
+        [--set conditions.caption.KEY=VALUE ...] [--out FILE]
+
+``--set``: an override for the caption recipes (e.g. ``conditions.caption.tokens=words``).
 
 Each timing is ``--steps`` optimizer steps (forward, backward, AdamW) of the engine's diffusion objective
 on random encoded batches of the recipe's shape (48 mel bins x 64 frames; 256 x 3 points), after 2 warm-up
@@ -101,18 +104,21 @@ def main():
     parser.add_argument("--points", action="store_true", help="modelnet10 against modelnet10_text")
     parser.add_argument("--latent", action="store_true",
                         help="the spoken-digit latent recipes (32 channels x 128 frames of spoken_digits_ae)")
+    parser.add_argument("--set", action="append", default=[], dest="overrides",
+                        help="KEY=VALUE for the caption recipes")
     parser.add_argument("--out")
     args = parser.parse_args()
+    captioned = lambda recipe: args.overrides if "_text" in recipe else []  # noqa: E731
     if args.points:   # the quick preset's 256 points; the caption with cross-attention in every block too
         recipes = ["modelnet10", "modelnet10_text", "modelnet10_text cross_every=1"]
-        setups = {r: setup(r.split()[0], args.batch, (256, 3), "points", [f"model.{o}" for o in r.split()[1:]])
-                  for r in recipes}
+        setups = {r: setup(r.split()[0], args.batch, (256, 3), "points",
+                           [f"model.{o}" for o in r.split()[1:]] + captioned(r)) for r in recipes}
     elif args.latent:
         recipes = ["spoken_digits_latent", "spoken_digits_speaker_latent", "spoken_digits_text_latent"]
-        setups = {r: setup(r, args.batch, (32, 128)) for r in recipes}
+        setups = {r: setup(r, args.batch, (32, 128), overrides=captioned(r)) for r in recipes}
     else:
         recipes = ["spoken_digits", "spoken_digits_speaker", "spoken_digits_text"]
-        setups = {r: setup(r, args.batch) for r in recipes}
+        setups = {r: setup(r, args.batch, overrides=captioned(r)) for r in recipes}
     rates = {r: [] for r in recipes}
     for _ in range(args.repeats):
         for r in recipes:
