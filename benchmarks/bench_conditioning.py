@@ -15,7 +15,8 @@ every block, quick preset, 256 points. With ``--latent``: the same three conditi
 Each timing is ``--steps`` optimizer steps (forward, backward, AdamW) of the engine's diffusion objective
 on random encoded batches of the recipe's shape (48 mel bins x 64 frames; 256 x 3 points), after 2 warm-up
 steps; the models take turns within every repeat (so a busy neighbour slows each alike); the median
-steps/s is reported, and against the class label the median (and quartiles) of the ratios within each repeat. A caption is what training writes for the item's fields (its template, synonym and made-up word),
+steps/s is reported, and against the class label the median (and quartiles) of the ratios within each
+repeat. A caption is what training writes for the item's fields (its template, synonym and made-up word),
 so the encoder sees captions of the lengths it trains on. Data loading and encoding are left out: they are
 the same for all three.
 """

@@ -65,8 +65,8 @@ class PointTransformer(nn.Module):
         self.conditioner = conditions(width) if conditions is not None else None
         if not 1 <= cross_every <= depth:
             raise ValueError(f"model.cross_every ({cross_every}) must be between 1 and model.depth ({depth})")
-        self.blocks = nn.ModuleList(Block(width, heads, cross=self.conditioner is not None and i % cross_every == cross_every // 2)
-                                    for i in range(depth))
+        crossed = [self.conditioner is not None and i % cross_every == cross_every // 2 for i in range(depth)]
+        self.blocks = nn.ModuleList(Block(width, heads, cross=cross) for cross in crossed)
         self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Linear(width, 2 * width)
         self.out = nn.Linear(width, 3)
