@@ -43,6 +43,7 @@ from multidiff.engine.objectives import DiffusionObjective
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
 DIGITS = [str(d) for d in range(10)]
 CATEGORIES = ["bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand", "sofa", "table", "toilet"]
+TIMES = 12   # the caption table holds every combination of field values this many times (3 and 4 templates)
 #: Per data type: its modality, and its fields and their values (the first names the class).
 FAMILIES = {
     "audio": ("audio", {"digit": DIGITS, "speaker": SPEAKERS}),
@@ -56,8 +57,9 @@ def setup(recipe: str, batch: int, shape=(48, 64), family: str = "audio", overri
     modality_name, values = FAMILIES[family]
     cfg = load_recipe(recipe, "quick", [f"train.batch_size={batch}", *overrides])
     caption = cfg["conditions"].get("caption")
-    # a training set of every combination of field values, 12 times over (each meets every template)
-    fields = [dict(zip(values, combination)) for combination in itertools.product(*values.values())] * 12
+    # a training set of every combination of field values, TIMES times over (each meets every template)
+    combinations = [dict(zip(values, combination)) for combination in itertools.product(*values.values())]
+    fields = combinations * TIMES
     if caption and not caption["max_length"]:     # as training settles it from the captions of the data's fields
         caption["max_length"] = condition_data.settled_length(caption, fields, "caption", str)
     cfg["dataset"] = {"encoded_shape": list(shape), "class_names": next(iter(values.values())),
@@ -76,7 +78,7 @@ def setup(recipe: str, batch: int, shape=(48, 64), family: str = "audio", overri
         table = condition_data.captions(caption, fields, "caption", lambda i: f"bench item {i}")
         combination = sum(drawn[k] * math.prod(len(values[j]) for j in list(values)[n + 1:])
                           for n, k in enumerate(values))
-        rows = combination + len(fields) // 12 * torch.randint(12, (batch,), generator=g)
+        rows = combination + len(combinations) * torch.randint(TIMES, (batch,), generator=g)
         cond = {"caption": text.tokenizer(caption)([table[int(r)] for r in rows], "bench"),
                 "dropped": torch.zeros(batch, 1, dtype=torch.bool)}
     z = torch.randn(batch, *shape, generator=g)

@@ -43,7 +43,7 @@ def main() -> None:
     pick = np.concatenate([rng.choice(np.where(labels == c)[0], args.per_class, replace=False)
                            for c in range(len(names))])
     reference, reference_labels = train.clouds[pick], labels[pick]
-    (caption, spec), = ((k, s) for k, s in textual.cfg["conditions"].items() if s["type"] == "text")
+    caption, spec = texts.text_condition(textual.cfg)
     s = label.cfg["sample"]
     sampling = dict(sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"], seed=0)
     lines = ["# " + shlex.join(["python", "benchmarks/bench_nearest_category.py", *sys.argv[1:]]),

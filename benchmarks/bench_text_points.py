@@ -69,6 +69,12 @@ def prompts(spec: dict, category: str, n: int, held_out: bool) -> list[str]:
             for i in range(n)]
 
 
+def text_condition(cfg: dict) -> tuple[str, dict]:
+    """(name, spec) of a run's one text condition."""
+    (name, spec), = ((k, s) for k, s in cfg["conditions"].items() if s["type"] == "text")
+    return name, spec
+
+
 def one_nna(run, x: torch.Tensor, category: int, cfg: dict) -> tuple[float, float]:
     """(1-NNA-CD of ``x`` against as many test clouds of ``category``, the same for training clouds)."""
     labels = torch.full((len(x),), category, dtype=torch.long)
@@ -146,7 +152,7 @@ def main() -> None:
     names = list(label.cfg["dataset"]["class_names"])
     if list(textual.cfg["dataset"]["class_names"]) != names:
         sys.exit("the two runs were trained on different categories")
-    (caption, spec), = ((k, s) for k, s in textual.cfg["conditions"].items() if s["type"] == "text")
+    caption, spec = text_condition(textual.cfg)
     s = label.cfg["sample"]
     sampling = dict(sampler=s["sampler"], steps=args.steps or s["steps"],
                     guidance=s["guidance"] if args.guidance is None else args.guidance)

@@ -55,11 +55,7 @@ class Vector(nn.Module):
 class Text(nn.Module):
     def __init__(self, spec: dict, width: int):
         super().__init__()
-        if spec["pretrained"]:
-            self.encoder = text.PretrainedTextEncoder(spec["pretrained"], width)
-        else:
-            kind = text.WordTextEncoder if spec["tokens"] == "words" else text.ByteTextEncoder
-            self.encoder = kind(width, spec["max_length"], spec["layers"], spec["heads"])
+        self.encoder = text.encoder(spec, width)
         self.null = nn.Parameter(torch.zeros(width))
         # attention pooling: a learned score per token (zero-initialised: the mean to begin with)
         self.score = nn.Linear(width, 1) if spec["pool"] == "attention" else None

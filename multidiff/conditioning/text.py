@@ -109,9 +109,18 @@ def present(ids: torch.Tensor) -> torch.Tensor:
 
 
 def tokenizer(spec: dict):
+    """The tokenizer of a text condition's spec; ``encoder`` builds the encoder that reads its tokens."""
     if spec["pretrained"]:
         return PretrainedTokenizer(spec["pretrained"], spec["max_length"])
     return WordTokenizer(spec["max_length"]) if spec["tokens"] == "words" else ByteTokenizer(spec["max_length"])
+
+
+def encoder(spec: dict, width: int) -> nn.Module:
+    """The encoder of a text condition's spec, at the backbone's ``width``: it reads ``tokenizer(spec)``'s tokens."""
+    if spec["pretrained"]:
+        return PretrainedTextEncoder(spec["pretrained"], width)
+    kind = WordTextEncoder if spec["tokens"] == "words" else ByteTextEncoder
+    return kind(width, spec["max_length"], spec["layers"], spec["heads"])
 
 
 class _TextTransformer(nn.Module):
